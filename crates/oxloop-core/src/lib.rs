@@ -1,0 +1,7 @@
+//! oxloop's Python-free core: the epoll [`poller`] and the [`timers`] heap.
+//!
+//! Nothing in this crate knows about Python or asyncio; the `oxloop` extension crate builds the
+//! event loop on top of it. Everything here is unit-tested with `cargo test -p oxloop-core`.
+
+pub mod poller;
+pub mod timers;

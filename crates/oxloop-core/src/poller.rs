@@ -1,0 +1,277 @@
+//! A thin, level-triggered epoll wrapper with an eventfd waker.
+//!
+//! Guarantees:
+//! - Level-triggered, like Python's `selectors.EpollSelector`: a descriptor that stays readable is
+//!   reported on every [`Poller::wait`].
+//! - Readiness is mapped as `selectors` maps it: any event other than `EPOLLOUT` makes a descriptor
+//!   readable, any event other than `EPOLLIN` makes it writable (so `EPOLLHUP`/`EPOLLERR` wake both).
+//! - One system call per [`Poller::wait`]; no timerfd, no re-arming.
+//! - [`Waker::wake`] may be called from any thread; it makes a blocked `wait` return.
+//!
+//! The poller does not own the descriptors it watches; callers deregister them before closing.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a registered descriptor is watched for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Interest {
+    pub read: bool,
+    pub write: bool,
+}
+
+impl Interest {
+    fn epoll_flags(self) -> u32 {
+        let mut flags = 0;
+        if self.read {
+            flags |= libc::EPOLLIN as u32;
+        }
+        if self.write {
+            flags |= libc::EPOLLOUT as u32;
+        }
+        flags
+    }
+}
+
+/// One readiness report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub fd: RawFd,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Wakes a [`Poller`] blocked in [`Poller::wait`], from any thread.
+#[derive(Clone, Debug)]
+pub struct Waker {
+    fd: Arc<OwnedFd>,
+}
+
+impl Waker {
+    /// Make the poller's current or next `wait` return. Never blocks.
+    pub fn wake(&self) -> io::Result<()> {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
+        let ret = unsafe {
+            libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8)
+        };
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            // A full counter means a wake-up is already pending.
+            if err.kind() != io::ErrorKind::WouldBlock {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Consume pending wake-ups so the eventfd stops being readable.
+    pub fn drain(&self) {
+        let mut buf: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from an eventfd we own; errors (EAGAIN) ignored.
+        unsafe {
+            libc::read(self.fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8);
+        }
+    }
+
+    /// The eventfd, as reported in [`Event::fd`] when a wake-up arrives.
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// A level-triggered epoll instance with a built-in [`Waker`].
+#[derive(Debug)]
+pub struct Poller {
+    epfd: OwnedFd,
+    waker: Waker,
+}
+
+impl Poller {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain system calls; on success each returns a fresh descriptor we then own.
+        let epfd = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        let efd = unsafe {
+            OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?)
+        };
+        let poller = Poller { epfd, waker: Waker { fd: Arc::new(efd) } };
+        poller.register(poller.waker.fd(), Interest { read: true, write: false })?;
+        Ok(poller)
+    }
+
+    /// A handle that wakes this poller from any thread.
+    pub fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, interest: Interest) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: interest.epoll_flags(), u64: fd as u64 };
+        // SAFETY: `ev` is a valid epoll_event for the duration of the call.
+        cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) })?;
+        Ok(())
+    }
+
+    /// Start watching `fd`. Fails with the OS error (EBADF, EPERM for regular files, EEXIST).
+    pub fn register(&self, fd: RawFd, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, interest)
+    }
+
+    /// Change what a registered `fd` is watched for.
+    pub fn reregister(&self, fd: RawFd, interest: Interest) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, interest)
+    }
+
+    /// Stop watching `fd`.
+    pub fn deregister(&self, fd: RawFd) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, Interest::default())
+    }
+
+    /// Wait for readiness, at most `timeout` (`None`: forever), appending reports to `events`.
+    ///
+    /// `buf` is scratch space reused across calls; its capacity bounds the reports of one call.
+    /// An interrupted wait (EINTR) returns `Ok(0)`, so the caller can check for signals.
+    pub fn wait(
+        &self,
+        buf: &mut Vec<libc::epoll_event>,
+        timeout: Option<Duration>,
+        events: &mut Vec<Event>,
+    ) -> io::Result<usize> {
+        let timeout_ms: libc::c_int = match timeout {
+            None => -1,
+            Some(t) => {
+                // Round up, as selectors does, so a timer is never polled for just before it is due.
+                let ms = t.as_nanos().div_ceil(1_000_000);
+                ms.min(libc::c_int::MAX as u128) as libc::c_int
+            }
+        };
+        if buf.capacity() == 0 {
+            buf.reserve(1024);
+        }
+        buf.clear();
+        let cap = buf.capacity().min(libc::c_int::MAX as usize) as libc::c_int;
+        // SAFETY: the kernel writes at most `cap` events into the buffer's spare capacity.
+        let n = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), buf.as_mut_ptr(), cap, timeout_ms) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                return Ok(0);
+            }
+            return Err(err);
+        }
+        // SAFETY: epoll_wait initialised the first `n` entries.
+        unsafe { buf.set_len(n as usize) };
+        let not_out = !(libc::EPOLLOUT as u32);
+        let not_in = !(libc::EPOLLIN as u32);
+        for ev in buf.iter() {
+            let flags = ev.events;
+            events.push(Event {
+                fd: ev.u64 as RawFd,
+                readable: flags & not_out != 0,
+                writable: flags & not_in != 0,
+            });
+        }
+        Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Instant;
+
+    fn wait(p: &Poller, timeout: Option<Duration>) -> Vec<Event> {
+        let mut buf = Vec::new();
+        let mut events = Vec::new();
+        p.wait(&mut buf, timeout, &mut events).unwrap();
+        events
+    }
+
+    #[test]
+    fn timeout_expires_with_no_events() {
+        let p = Poller::new().unwrap();
+        let t = Instant::now();
+        assert!(wait(&p, Some(Duration::from_millis(20))).is_empty());
+        assert!(t.elapsed() >= Duration::from_millis(19));
+    }
+
+    #[test]
+    fn level_triggered_read_reports_until_consumed() {
+        let p = Poller::new().unwrap();
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        p.register(b.as_raw_fd(), Interest { read: true, write: false }).unwrap();
+        assert!(wait(&p, Some(Duration::ZERO)).is_empty());
+        a.write_all(b"x").unwrap();
+        for _ in 0..3 {
+            let ev = wait(&p, Some(Duration::ZERO));
+            assert_eq!(ev, vec![Event { fd: b.as_raw_fd(), readable: true, writable: false }]);
+        }
+        let mut byte = [0u8; 1];
+        b.read_exact(&mut byte).unwrap();
+        assert!(wait(&p, Some(Duration::ZERO)).is_empty());
+    }
+
+    #[test]
+    fn reregister_and_deregister() {
+        let p = Poller::new().unwrap();
+        let (_a, b) = UnixStream::pair().unwrap();
+        let fd = b.as_raw_fd();
+        p.register(fd, Interest { read: true, write: false }).unwrap();
+        assert!(wait(&p, Some(Duration::ZERO)).is_empty());
+        p.reregister(fd, Interest { read: true, write: true }).unwrap();
+        assert_eq!(wait(&p, Some(Duration::ZERO)), vec![Event { fd, readable: false, writable: true }]);
+        p.deregister(fd).unwrap();
+        assert!(wait(&p, Some(Duration::ZERO)).is_empty());
+    }
+
+    #[test]
+    fn hangup_wakes_readers_and_writers() {
+        let p = Poller::new().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let fd = b.as_raw_fd();
+        p.register(fd, Interest { read: true, write: false }).unwrap();
+        drop(a);
+        let ev = wait(&p, Some(Duration::ZERO));
+        assert_eq!(ev.len(), 1);
+        assert!(ev[0].readable);
+    }
+
+    #[test]
+    fn errors_are_os_errors() {
+        let p = Poller::new().unwrap();
+        let err = p.register(1_000_000, Interest { read: true, write: false }).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        let (_a, b) = UnixStream::pair().unwrap();
+        p.register(b.as_raw_fd(), Interest { read: true, write: false }).unwrap();
+        let err = p.register(b.as_raw_fd(), Interest { read: true, write: false }).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+    }
+
+    #[test]
+    fn waker_wakes_from_another_thread() {
+        let p = Poller::new().unwrap();
+        let w = p.waker();
+        let t = Instant::now();
+        let th = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            w.wake().unwrap();
+        });
+        let ev = wait(&p, Some(Duration::from_secs(10)));
+        th.join().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert_eq!(ev[0].fd, p.waker().fd());
+        p.waker().drain();
+        assert!(wait(&p, Some(Duration::ZERO)).is_empty());
+    }
+}
