@@ -1,0 +1,302 @@
+"""oxloop.Loop: the native LoopCore plus the once-per-loop glue of asyncio.
+
+What runs per callback (call_soon, timers, readiness, the lap) is native, in ``LoopCore``.
+What runs once per loop or per call from user code (``run_until_complete``, executors, exception
+handling, async generator hooks, signal handler registration, name resolution) is here. Where
+asyncio's own ``BaseEventLoop`` method only touches the state we keep, it is reused as is, so each
+Python version gets exactly its own asyncio's behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ipaddress
+import os
+import signal
+import socket
+import sys
+import threading
+import warnings
+import weakref
+from asyncio import base_events, coroutines, events, format_helpers
+from asyncio.log import logger
+from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
+
+from ._oxloop import Handle, LoopCore, TimerHandle
+
+__all__ = ("Loop", "Handle", "TimerHandle")
+
+_Base = base_events.BaseEventLoop
+
+
+def _extract_stack():
+    """The creation traceback of a handle made in debug mode (called from the native side)."""
+    return format_helpers.extract_stack(sys._getframe(1))
+
+
+def _borrow(*names):
+    """asyncio's own implementations of the given BaseEventLoop methods, where they exist."""
+    return {name: _Base.__dict__[name] for name in names if name in _Base.__dict__}
+
+
+class Loop(LoopCore, asyncio.AbstractEventLoop):
+    """An asyncio event loop whose core is written in Rust."""
+
+    def __init__(self):
+        self._default_executor = None
+        self._internal_fds = 0
+        self._clock_resolution = 1e-09
+        self._exception_handler = None
+        self.slow_callback_duration = 0.1
+        self._current_handle = None
+        self._task_factory = None
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._executor_shutdown_called = False
+        self._old_agen_hooks = None
+        self._signal_handlers = {}
+        self._old_wakeup_fd = None
+        self.set_debug(coroutines._is_debug_mode())
+
+    def __repr__(self):
+        return (
+            f"<{self.__class__.__name__} running={self.is_running()} "
+            f"closed={self.is_closed()} debug={self.get_debug()}>"
+        )
+
+    # -- Methods asyncio implements over state we keep: reused unchanged. --
+    locals().update(
+        _borrow(
+            "_check_closed",
+            "_check_running",
+            "_check_callback",
+            "_check_thread",
+            "_check_default_executor",
+            "_asyncgen_finalizer_hook",
+            "_asyncgen_firstiter_hook",
+            "shutdown_asyncgens",
+            "shutdown_default_executor",
+            "_do_shutdown",
+            "run_until_complete",
+            "create_future",
+            "create_task",
+            "set_task_factory",
+            "get_task_factory",
+            "run_in_executor",
+            "set_default_executor",
+            "get_exception_handler",
+            "set_exception_handler",
+            "default_exception_handler",
+            "call_exception_handler",
+            "_set_coroutine_origin_tracking",
+            "set_debug",
+            "__del__",
+        )
+    )
+
+    # -- Lifecycle --
+
+    def _run_forever_setup(self):
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        self._old_agen_hooks = sys.get_asyncgen_hooks()
+        self._thread_id = threading.get_ident()
+        sys.set_asyncgen_hooks(
+            firstiter=self._asyncgen_firstiter_hook,
+            finalizer=self._asyncgen_finalizer_hook,
+        )
+        events._set_running_loop(self)
+        if threading.current_thread() is threading.main_thread():
+            # A signal delivered to another thread must still wake the poller.
+            self._old_wakeup_fd = signal.set_wakeup_fd(
+                self._signal_wakeup_fd(), warn_on_full_buffer=False
+            )
+
+    def _run_forever_cleanup(self):
+        self._stopping = False
+        self._thread_id = None
+        events._set_running_loop(None)
+        self._set_coroutine_origin_tracking(False)
+        if self._old_wakeup_fd is not None:
+            if not self._signal_handlers:
+                signal.set_wakeup_fd(self._old_wakeup_fd)
+            self._old_wakeup_fd = None
+        if self._old_agen_hooks is not None:
+            sys.set_asyncgen_hooks(*self._old_agen_hooks)
+            self._old_agen_hooks = None
+
+    def run_forever(self):
+        """Run until stop() is called."""
+        try:
+            self._run_forever_setup()
+            self._run_forever_native()
+        finally:
+            self._run_forever_cleanup()
+
+    def close(self):
+        """Close the loop: drop pending callbacks, shut the default executor down.
+
+        Refuses while the loop runs; closing twice does nothing.
+        """
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        if self._debug:
+            logger.debug("Close %r", self)
+        for sig in list(self._signal_handlers):
+            self.remove_signal_handler(sig)
+        self._close_native()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+
+    def _log_slow_callback(self, handle, dt):
+        logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), dt)
+
+    # -- Readiness --
+
+    def _ensure_fd_no_transport(self, fd):
+        """Refuse a descriptor that one of our transports owns (none yet)."""
+
+    def add_reader(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is readable (level-triggered)."""
+        self._check_closed()
+        self._ensure_fd_no_transport(fd)
+        handle = Handle(callback, args, self, None)
+        self._add_reader(_fileobj_to_fd(fd), handle)
+
+    def remove_reader(self, fd):
+        """Stop watching fd for reading; True if it was watched."""
+        self._ensure_fd_no_transport(fd)
+        if self.is_closed():
+            return False
+        return self._remove_reader(_fileobj_to_fd(fd))
+
+    def add_writer(self, fd, callback, *args):
+        """Call callback(*args) whenever fd is writable (level-triggered)."""
+        self._check_closed()
+        self._ensure_fd_no_transport(fd)
+        handle = Handle(callback, args, self, None)
+        self._add_writer(_fileobj_to_fd(fd), handle)
+
+    def remove_writer(self, fd):
+        """Stop watching fd for writing; True if it was watched."""
+        self._ensure_fd_no_transport(fd)
+        if self.is_closed():
+            return False
+        return self._remove_writer(_fileobj_to_fd(fd))
+
+    # -- Signals (asyncio.unix_events semantics) --
+
+    def _check_signal(self, sig):
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run callback(*args) in the loop when signal sig arrives (main thread only)."""
+        if coroutines.iscoroutine(callback) or coroutines.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        try:
+            # set_wakeup_fd() raises ValueError if this is not the main thread.
+            signal.set_wakeup_fd(self._signal_wakeup_fd(), warn_on_full_buffer=False)
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc))
+        handle = Handle(callback, args, self, None)
+        self._signal_handlers[sig] = handle
+        self._set_signal_handle(sig, handle)
+        try:
+            signal.signal(sig, _sighandler_noop)
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            self._set_signal_handle(sig, None)
+            if not self._signal_handlers:
+                try:
+                    signal.set_wakeup_fd(-1)
+                except (ValueError, OSError) as nexc:
+                    logger.info("set_wakeup_fd(-1) failed: %s", nexc)
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+
+    def remove_signal_handler(self, sig):
+        """Remove the handler of signal sig; True if there was one."""
+        self._check_signal(sig)
+        try:
+            del self._signal_handlers[sig]
+        except KeyError:
+            return False
+        self._set_signal_handle(sig, None)
+        handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+        if not self._signal_handlers:
+            try:
+                signal.set_wakeup_fd(-1)
+            except (ValueError, OSError) as exc:
+                logger.info("set_wakeup_fd(-1) failed: %s", exc)
+        return True
+
+    # -- Name resolution --
+
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """socket.getaddrinfo; address literals are answered at once, names in the executor."""
+        if _is_literal(host, port):
+            return socket.getaddrinfo(host, port, family, type, proto, flags)
+        if self._debug:
+            getaddr_func = self._getaddrinfo_debug
+        else:
+            getaddr_func = socket.getaddrinfo
+        return await self.run_in_executor(
+            None, getaddr_func, host, port, family, type, proto, flags
+        )
+
+    _getaddrinfo_debug = _Base._getaddrinfo_debug
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        """socket.getnameinfo, in the default executor."""
+        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+
+def _sighandler_noop(signum, frame):
+    """Dummy signal handler: the wakeup fd does the work."""
+
+
+def _is_literal(host, port):
+    """True when getaddrinfo(host, port) needs no name lookup (no DNS, no services database)."""
+    if port is not None and not isinstance(port, int):
+        if not isinstance(port, (str, bytes)):
+            return False
+        try:
+            int(port)
+        except ValueError:
+            return False
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        try:
+            host = host.decode("idna")
+        except UnicodeError:
+            return False
+    if not isinstance(host, str) or "%" in host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,738 @@
+//! `LoopCore`: the native half of `oxloop.Loop` — the ready queue, the timer heap, the poller and
+//! the lap (asyncio's `BaseEventLoop._run_once`).
+//!
+//! Everything that runs per callback lives here: `call_soon`, `call_later`, `call_at`,
+//! `call_soon_threadsafe`, readiness callbacks (`add_reader`/`add_writer`), signal wake-ups, and
+//! the lap itself. Lifecycle glue that runs once per loop (`run_until_complete`, executors,
+//! exception handlers, asyncgen hooks) is Python, in `python/oxloop/_loop.py`.
+//!
+//! Locking: `state` is only locked for short, Python-free sections, never across a call into
+//! Python (a callback may re-enter `call_soon`). Python objects removed under the lock are
+//! dropped after it is released, since dropping one may run arbitrary Python code.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use oxloop_core::poller::{Event, Interest, Poller, Waker};
+use oxloop_core::timers::TimerHeap;
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::handles::{Handle, TimerHandle};
+
+/// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES` and `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
+const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
+const MIN_CANCELLED_TIMER_HANDLES_FRACTION: f64 = 0.5;
+/// asyncio's `MAXIMUM_SELECT_TIMEOUT`: 24 hours.
+const MAXIMUM_SELECT_TIMEOUT: f64 = 24.0 * 3600.0;
+/// `time.get_clock_info('monotonic').resolution` on Linux.
+const CLOCK_RESOLUTION: f64 = 1e-9;
+
+/// `time.monotonic()`: CLOCK_MONOTONIC in seconds, at full resolution.
+#[inline]
+pub(crate) fn monotonic() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+fn os_error(err: io::Error) -> PyErr {
+    PyOSError::new_err((err.raw_os_error().unwrap_or(0), err.to_string()))
+}
+
+fn closed_error() -> PyErr {
+    PyRuntimeError::new_err("Event loop is closed")
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic happened while it was held; the data is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The handles watching one descriptor.
+#[derive(Default)]
+struct FdHandles {
+    reader: Option<Py<Handle>>,
+    writer: Option<Py<Handle>>,
+}
+
+impl FdHandles {
+    fn interest(&self) -> Interest {
+        Interest { read: self.reader.is_some(), write: self.writer.is_some() }
+    }
+}
+
+/// Scheduling state; locked briefly, never across a call into Python.
+struct State {
+    ready: VecDeque<Py<Handle>>,
+    timers: TimerHeap<Py<TimerHandle>>,
+    fds: HashMap<RawFd, FdHandles>,
+    signals: HashMap<i32, Py<Handle>>,
+}
+
+/// What only the loop's own thread touches while it polls.
+struct Io {
+    poller: Poller,
+    epoll_buf: Vec<libc::epoll_event>,
+    events: Vec<Event>,
+    /// The socketpair whose write end is given to `signal.set_wakeup_fd`; held to keep it open.
+    _signal_rsock: OwnedFd,
+    _signal_wsock: OwnedFd,
+}
+
+/// Callbacks handed over by other threads (`call_soon_threadsafe`), and the waker to tell the loop.
+struct Inbox {
+    handles: Vec<Py<Handle>>,
+    waker: Option<Waker>,
+}
+
+#[pyclass(module = "oxloop._oxloop", subclass, frozen)]
+pub struct LoopCore {
+    state: Mutex<State>,
+    io: Mutex<Option<Io>>,
+    inbox: Mutex<Inbox>,
+    waker_fd: RawFd,
+    signal_rfd: RawFd,
+    signal_wfd: RawFd,
+    stopping: AtomicBool,
+    closed: AtomicBool,
+    debug: AtomicBool,
+    /// `threading.get_ident()` of the thread running the loop, 0 when not running.
+    thread_id: AtomicU64,
+    timer_cancelled_count: AtomicUsize,
+}
+
+fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors socketpair writes.
+    let ret = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+impl LoopCore {
+    fn new() -> io::Result<Self> {
+        let poller = Poller::new()?;
+        let waker = poller.waker();
+        let (signal_rsock, signal_wsock) = socketpair()?;
+        poller.register(signal_rsock.as_raw_fd(), Interest { read: true, write: false })?;
+        Ok(LoopCore {
+            state: Mutex::new(State {
+                ready: VecDeque::with_capacity(64),
+                timers: TimerHeap::new(),
+                fds: HashMap::new(),
+                signals: HashMap::new(),
+            }),
+            waker_fd: waker.fd(),
+            signal_rfd: signal_rsock.as_raw_fd(),
+            signal_wfd: signal_wsock.as_raw_fd(),
+            io: Mutex::new(Some(Io {
+                poller,
+                epoll_buf: Vec::with_capacity(1024),
+                events: Vec::with_capacity(1024),
+                _signal_rsock: signal_rsock,
+                _signal_wsock: signal_wsock,
+            })),
+            inbox: Mutex::new(Inbox { handles: Vec::new(), waker: Some(waker) }),
+            stopping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            debug: AtomicBool::new(false),
+            thread_id: AtomicU64::new(0),
+            timer_cancelled_count: AtomicUsize::new(0),
+        })
+    }
+
+    #[inline]
+    fn check_closed(&self) -> PyResult<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            Err(closed_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    fn is_debug(&self) -> bool {
+        self.debug.load(Ordering::Relaxed)
+    }
+
+    /// Debug-mode checks of `call_soon`/`call_at`: the thread, then the callback.
+    fn debug_checks(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, method: &str, thread: bool) -> PyResult<()> {
+        let py = slf.py();
+        if thread {
+            slf.call_method0(intern!(py, "_check_thread"))?;
+        }
+        slf.call_method1(intern!(py, "_check_callback"), (callback, method))?;
+        Ok(())
+    }
+
+    /// The creation traceback asyncio records on handles in debug mode.
+    fn source_traceback(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        static FN: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        let f = FN.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py.import("oxloop._loop")?.getattr("_extract_stack")?.unbind())
+        })?;
+        Ok(Some(f.bind(py).call0()?.unbind()))
+    }
+
+    fn make_handle(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Handle> {
+        let py = slf.py();
+        let tb = if slf.get().is_debug() { Self::source_traceback(py)? } else { None };
+        Handle::create(py, callback.unbind(), args.unbind(), slf.clone().into_any().unbind(), context, tb)
+    }
+
+    #[inline]
+    fn push_ready(&self, handle: Py<Handle>) {
+        lock(&self.state).ready.push_back(handle);
+    }
+
+    /// Schedule a timer; shared by `call_at` and `call_later`.
+    fn schedule_timer(
+        slf: &Bound<'_, Self>,
+        when: f64,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+        method: &str,
+    ) -> PyResult<Py<TimerHandle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, method, true)?;
+        }
+        let handle = Self::make_handle(slf, callback, args, context)?;
+        let timer = Py::new(slf.py(), TimerHandle::new_init(handle, when))?;
+        timer.get().scheduled.store(true, Ordering::Relaxed);
+        lock(&this.state).timers.push(when, timer.clone_ref(slf.py()));
+        Ok(timer)
+    }
+
+    /// Watch `fd` for reading or writing with `handle` (None: stop watching). Returns whether a
+    /// handle was replaced or removed.
+    fn set_fd_handle(&self, py: Python<'_>, fd: RawFd, write: bool, handle: Option<Py<Handle>>) -> PyResult<bool> {
+        let io_guard = lock(&self.io);
+        let Some(io) = io_guard.as_ref() else {
+            return if handle.is_some() { Err(closed_error()) } else { Ok(false) };
+        };
+        let mut st = lock(&self.state);
+        let adding = handle.is_some();
+        let entry = st.fds.entry(fd);
+        let existed = matches!(entry, std::collections::hash_map::Entry::Occupied(_));
+        if !existed && !adding {
+            return Ok(false);
+        }
+        let slot = entry.or_default();
+        let before = slot.interest();
+        let old = if write {
+            std::mem::replace(&mut slot.writer, handle)
+        } else {
+            std::mem::replace(&mut slot.reader, handle)
+        };
+        let after = slot.interest();
+        let result = if after == Interest::default() {
+            st.fds.remove(&fd);
+            // The descriptor may already be closed; like selectors, ignore that.
+            let _ = io.poller.deregister(fd);
+            Ok(())
+        } else if !existed || before == Interest::default() {
+            io.poller.register(fd, after)
+        } else if before != after {
+            io.poller.reregister(fd, after)
+        } else {
+            Ok(())
+        };
+        if let Err(err) = result {
+            // Undo, so a failed registration leaves nothing behind.
+            let slot = st.fds.entry(fd).or_default();
+            let new = if write {
+                std::mem::replace(&mut slot.writer, old)
+            } else {
+                std::mem::replace(&mut slot.reader, old)
+            };
+            if slot.interest() == Interest::default() {
+                st.fds.remove(&fd);
+            }
+            drop(st);
+            drop(new);
+            return Err(os_error(err));
+        }
+        drop(st);
+        drop(io_guard);
+        let had = old.is_some();
+        if let Some(old) = old {
+            old.get().cancelled.store(true, Ordering::Relaxed);
+            drop(old);
+        }
+        let _ = py;
+        Ok(had)
+    }
+
+    /// Step 1 of the lap: drop cancelled timers, and compute how long the poll may block.
+    fn prepare_poll(&self, py: Python<'_>) -> Option<Duration> {
+        let mut st = lock(&self.state);
+        let mut dropped = Vec::new();
+        let cancelled = self.timer_cancelled_count.load(Ordering::Relaxed);
+        let n = st.timers.len();
+        if n > MIN_SCHEDULED_TIMER_HANDLES
+            && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
+        {
+            dropped = st.timers.retain(|t| !t.bind(py).as_super().get().is_cancelled());
+            self.timer_cancelled_count.store(0, Ordering::Relaxed);
+        } else {
+            while let Some((_, t)) = st.timers.peek() {
+                if !t.bind(py).as_super().get().is_cancelled() {
+                    break;
+                }
+                if let Some((_, t)) = st.timers.pop() {
+                    dropped.push(t);
+                }
+                let _ = self.timer_cancelled_count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
+            }
+        }
+        for t in &dropped {
+            t.get().scheduled.store(false, Ordering::Relaxed);
+        }
+        let timeout = if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) {
+            Some(Duration::ZERO)
+        } else if let Some((when, _)) = st.timers.peek() {
+            let secs = (when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+            Some(Duration::from_secs_f64(secs))
+        } else {
+            None
+        };
+        drop(st);
+        drop(dropped);
+        timeout
+    }
+
+    /// Steps 2–3: poll, then queue the handles of the descriptors that are ready.
+    fn poll(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<()> {
+        let mut io_guard = lock(&self.io);
+        let Some(io) = io_guard.as_mut() else {
+            return Err(closed_error());
+        };
+        io.events.clear();
+        let Io { poller, epoll_buf, events, .. } = io;
+        let res = if timeout == Some(Duration::ZERO) {
+            poller.wait(epoll_buf, timeout, events)
+        } else {
+            py.detach(|| poller.wait(epoll_buf, timeout, events))
+        };
+        res.map_err(os_error)?;
+        if io.events.is_empty() {
+            return Ok(());
+        }
+        let mut signals: Vec<u8> = Vec::new();
+        let mut st = lock(&self.state);
+        for ev in io.events.iter() {
+            if ev.fd == self.waker_fd {
+                if let Some(w) = lock(&self.inbox).waker.as_ref() {
+                    w.drain();
+                }
+                continue;
+            }
+            if ev.fd == self.signal_rfd {
+                read_all(self.signal_rfd, &mut signals);
+                continue;
+            }
+            let Some(slot) = st.fds.get(&ev.fd) else { continue };
+            let reader = if ev.readable { slot.reader.as_ref().map(|h| h.clone_ref(py)) } else { None };
+            let writer = if ev.writable { slot.writer.as_ref().map(|h| h.clone_ref(py)) } else { None };
+            for h in [reader, writer].into_iter().flatten() {
+                if !h.get().is_cancelled() {
+                    st.ready.push_back(h);
+                }
+            }
+        }
+        for sig in signals {
+            if let Some(h) = st.signals.get(&i32::from(sig)) {
+                if !h.get().is_cancelled() {
+                    let h = h.clone_ref(py);
+                    st.ready.push_back(h);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Steps 3b–4: take what other threads handed over, then the timers that are due.
+    fn collect_ready(&self, py: Python<'_>) {
+        let mut incoming = {
+            let mut inbox = lock(&self.inbox);
+            if inbox.handles.is_empty() { Vec::new() } else { std::mem::take(&mut inbox.handles) }
+        };
+        let mut st = lock(&self.state);
+        st.ready.extend(incoming.drain(..));
+        if st.timers.is_empty() {
+            return;
+        }
+        let end_time = monotonic() + CLOCK_RESOLUTION;
+        while let Some((when, _)) = st.timers.peek() {
+            if when >= end_time {
+                break;
+            }
+            let Some((_, t)) = st.timers.pop() else { break };
+            t.get().scheduled.store(false, Ordering::Relaxed);
+            let h: Py<Handle> = t.into_bound(py).into_super().unbind();
+            st.ready.push_back(h);
+        }
+    }
+
+    /// Step 5: run exactly the callbacks that were ready when the step began.
+    fn run_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut batch = std::mem::take(&mut lock(&this.state).ready);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let debug = this.is_debug();
+        let mut result = Ok(());
+        while let Some(h) = batch.pop_front() {
+            let h = h.into_bound(py);
+            if h.get().is_cancelled() {
+                continue;
+            }
+            let r = if debug {
+                Self::run_timed(slf, &h)
+            } else {
+                Handle::run(&h)
+            };
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
+        }
+        let mut st = lock(&this.state);
+        if batch.is_empty() {
+            // Keep the larger buffer for the next lap.
+            if st.ready.is_empty() {
+                std::mem::swap(&mut st.ready, &mut batch);
+            }
+        } else {
+            // An exception left callbacks unrun: they stay first in line, as on asyncio.
+            while let Some(h) = batch.pop_back() {
+                st.ready.push_front(h);
+            }
+        }
+        drop(st);
+        result
+    }
+
+    /// Run a handle in debug mode, warning if it is slower than `slow_callback_duration`.
+    fn run_timed(slf: &Bound<'_, Self>, h: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        slf.setattr(intern!(py, "_current_handle"), h)?;
+        let t0 = monotonic();
+        let r = Handle::run(h);
+        let dt = monotonic() - t0;
+        slf.setattr(intern!(py, "_current_handle"), py.None())?;
+        r?;
+        let limit: f64 = slf.getattr(intern!(py, "slow_callback_duration"))?.extract()?;
+        if dt >= limit {
+            slf.call_method1(intern!(py, "_log_slow_callback"), (h, dt))?;
+        }
+        Ok(())
+    }
+
+    /// One lap: asyncio's `_run_once`.
+    fn run_once_impl(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let timeout = this.prepare_poll(py);
+        this.poll(py, timeout)?;
+        // Run Python-level signal handlers now (Ctrl-C raises KeyboardInterrupt here).
+        py.check_signals()?;
+        this.collect_ready(py);
+        Self::run_ready(slf)
+    }
+}
+
+/// Read everything pending on a non-blocking descriptor into `out`.
+fn read_all(fd: RawFd, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 256];
+    loop {
+        // SAFETY: reads at most 256 bytes into a live stack buffer.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+#[pymethods]
+impl LoopCore {
+    #[new]
+    #[pyo3(signature = (*_args, **_kwargs))]
+    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<Self> {
+        LoopCore::new().map_err(os_error)
+    }
+
+    /// The loop's clock: `time.monotonic()`.
+    fn time(&self) -> f64 {
+        monotonic()
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, "call_soon", true)?;
+        }
+        let handle = Py::new(slf.py(), Self::make_handle(slf, callback, args, context)?)?;
+        this.push_ready(handle.clone_ref(slf.py()));
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (callback, *args, context=None))]
+    fn call_soon_threadsafe(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<Handle>> {
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            Self::debug_checks(slf, &callback, "call_soon_threadsafe", false)?;
+        }
+        let py = slf.py();
+        let handle = Py::new(py, Self::make_handle(slf, callback, args, context)?)?;
+        let mut inbox = lock(&this.inbox);
+        let was_empty = inbox.handles.is_empty();
+        inbox.handles.push(handle.clone_ref(py));
+        // One pending wake-up is enough; the loop drains the whole inbox.
+        if was_empty {
+            if let Some(w) = inbox.waker.as_ref() {
+                let _ = w.wake();
+            }
+        }
+        Ok(handle)
+    }
+
+    #[pyo3(signature = (delay, callback, *args, context=None))]
+    fn call_later(
+        slf: &Bound<'_, Self>,
+        delay: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if delay.is_none() {
+            return Err(pyo3::exceptions::PyTypeError::new_err("delay must not be None"));
+        }
+        let when = (monotonic().into_pyobject(slf.py())?.add(&delay)?).extract::<f64>()?;
+        Self::schedule_timer(slf, when, callback, args, context, "call_later")
+    }
+
+    #[pyo3(signature = (when, callback, *args, context=None))]
+    fn call_at(
+        slf: &Bound<'_, Self>,
+        when: Bound<'_, PyAny>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Py<TimerHandle>> {
+        if when.is_none() {
+            return Err(pyo3::exceptions::PyTypeError::new_err("when cannot be None"));
+        }
+        let when: f64 = when.extract()?;
+        Self::schedule_timer(slf, when, callback, args, context, "call_at")
+    }
+
+    fn _timer_handle_cancelled(&self, _handle: &Bound<'_, PyAny>) {
+        self.timer_cancelled_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stop after the current lap.
+    fn stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    fn is_running(&self) -> bool {
+        self.thread_id.load(Ordering::Relaxed) != 0
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn get_debug(&self) -> bool {
+        self.is_debug()
+    }
+
+    #[getter(_debug)]
+    fn get_debug_attr(&self) -> bool {
+        self.is_debug()
+    }
+
+    #[setter(_debug)]
+    fn set_debug_attr(&self, value: bool) {
+        self.debug.store(value, Ordering::Relaxed);
+    }
+
+    #[getter(_stopping)]
+    fn get_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    #[setter(_stopping)]
+    fn set_stopping(&self, value: bool) {
+        self.stopping.store(value, Ordering::Relaxed);
+    }
+
+    #[getter(_closed)]
+    fn get_closed(&self) -> bool {
+        self.is_closed()
+    }
+
+    #[getter(_thread_id)]
+    fn get_thread_id(&self) -> Option<u64> {
+        match self.thread_id.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    #[setter(_thread_id)]
+    fn set_thread_id(&self, value: Option<u64>) {
+        self.thread_id.store(value.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    #[getter(_timer_cancelled_count)]
+    fn get_timer_cancelled_count(&self) -> usize {
+        self.timer_cancelled_count.load(Ordering::Relaxed)
+    }
+
+    /// Number of callbacks ready to run (asyncio's `len(loop._ready)`).
+    fn _ready_count(&self) -> usize {
+        lock(&self.state).ready.len()
+    }
+
+    /// Number of timers in the heap, cancelled ones included (asyncio's `len(loop._scheduled)`).
+    fn _scheduled_count(&self) -> usize {
+        lock(&self.state).timers.len()
+    }
+
+    /// One lap of the loop.
+    fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::run_once_impl(slf)
+    }
+
+    /// Laps until `stop()`; the Python `run_forever` wraps this with setup and cleanup.
+    fn _run_forever_native(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        loop {
+            Self::run_once_impl(slf)?;
+            if this.stopping.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Queue `handle` to run whenever `fd` is readable (`add_reader`'s native half).
+    fn _add_reader(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
+        self.set_fd_handle(py, fd, false, Some(handle)).map(drop)
+    }
+
+    fn _remove_reader(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
+        self.set_fd_handle(py, fd, false, None)
+    }
+
+    fn _add_writer(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
+        self.set_fd_handle(py, fd, true, Some(handle)).map(drop)
+    }
+
+    fn _remove_writer(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
+        self.set_fd_handle(py, fd, true, None)
+    }
+
+    /// The (reader, writer) handles watching `fd`, for `selector`-like introspection.
+    fn _fd_handles(&self, py: Python<'_>, fd: RawFd) -> (Option<Py<Handle>>, Option<Py<Handle>>) {
+        let st = lock(&self.state);
+        match st.fds.get(&fd) {
+            Some(s) => (
+                s.reader.as_ref().map(|h| h.clone_ref(py)),
+                s.writer.as_ref().map(|h| h.clone_ref(py)),
+            ),
+            None => (None, None),
+        }
+    }
+
+    /// The descriptor to pass to `signal.set_wakeup_fd`.
+    fn _signal_wakeup_fd(&self) -> RawFd {
+        self.signal_wfd
+    }
+
+    /// Route signal `sig` to `handle` (None: stop routing it).
+    fn _set_signal_handle(&self, sig: i32, handle: Option<Py<Handle>>) -> bool {
+        let old = {
+            let mut st = lock(&self.state);
+            match handle {
+                Some(h) => st.signals.insert(sig, h),
+                None => st.signals.remove(&sig),
+            }
+        };
+        old.is_some()
+    }
+
+    /// The native half of `close()`: drop every pending callback and close the descriptors.
+    fn _close_native(&self) {
+        if self.closed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let io = lock(&self.io).take();
+        let waker = lock(&self.inbox).waker.take();
+        let inbox = std::mem::take(&mut lock(&self.inbox).handles);
+        let (ready, timers, fds, signals) = {
+            let mut st = lock(&self.state);
+            (
+                std::mem::take(&mut st.ready),
+                st.timers.drain(),
+                std::mem::take(&mut st.fds),
+                std::mem::take(&mut st.signals),
+            )
+        };
+        for t in &timers {
+            t.get().scheduled.store(false, Ordering::Relaxed);
+        }
+        drop((io, waker, inbox, ready, timers, fds, signals));
+    }
+
+    /// The descriptors this loop owns (epoll, eventfd, signal socketpair), for tests.
+    fn _owned_fds(&self) -> Vec<RawFd> {
+        if lock(&self.io).is_none() {
+            return Vec::new();
+        }
+        vec![self.waker_fd, self.signal_rfd, self.signal_wfd]
+    }
+}

@@ -1,0 +1,341 @@
+//! `Handle` and `TimerHandle`: a scheduled callback with its arguments and context.
+//!
+//! The same contract as `asyncio.events.Handle`/`TimerHandle`: `cancel`, `cancelled`,
+//! `get_context`, `when`, asyncio's `repr`. Running a handle enters its `contextvars.Context`
+//! with `PyContext_Enter`/`PyContext_Exit` (no `Context.run` call per callback) and reports an
+//! exception to the loop's `call_exception_handler`, except `SystemExit` and `KeyboardInterrupt`,
+//! which propagate as they do on the stock loop.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{ffi, intern};
+
+/// `asyncio.format_helpers._format_callback_source`, imported once.
+fn format_callback_source<'py>(
+    py: Python<'py>,
+    callback: &Py<PyAny>,
+    args: &Py<PyTuple>,
+) -> PyResult<Bound<'py, PyAny>> {
+    static FN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let f = FN.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("asyncio.format_helpers")?
+            .getattr("_format_callback_source")?
+            .unbind())
+    })?;
+    f.bind(py).call1((callback, args))
+}
+
+/// A callback scheduled by `call_soon`, `add_reader` or a signal handler.
+#[pyclass(module = "oxloop", subclass, frozen, weakref)]
+pub struct Handle {
+    pub(crate) callback: Py<PyAny>,
+    pub(crate) args: Py<PyTuple>,
+    pub(crate) context: Py<PyAny>,
+    pub(crate) loop_: Py<PyAny>,
+    pub(crate) cancelled: AtomicBool,
+    pub(crate) source_traceback: Option<Py<PyAny>>,
+}
+
+impl Handle {
+    /// Build a handle; `context=None` captures a copy of the current context, as asyncio does.
+    pub(crate) fn create(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        loop_: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+        source_traceback: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let context = match context {
+            Some(c) if !c.is_none(py) => c,
+            // SAFETY: PyContext_CopyCurrent returns a new reference or NULL with an exception set.
+            _ => unsafe {
+                Bound::from_owned_ptr_or_err(py, ffi::PyContext_CopyCurrent())?.unbind()
+            },
+        };
+        Ok(Handle {
+            callback,
+            args,
+            context,
+            loop_,
+            cancelled: AtomicBool::new(false),
+            source_traceback,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// Call the callback inside its context.
+    #[inline]
+    fn call(&self, py: Python<'_>) -> PyResult<()> {
+        let ctx = self.context.as_ptr();
+        // SAFETY: `ctx` is a live object owned by `self`; PyContext_Enter type-checks it and
+        // fails (with an exception set) if it is not a Context or is already entered.
+        if unsafe { ffi::PyContext_Enter(ctx) } < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let args = self.args.bind(py);
+        let result = if args.is_empty() {
+            self.callback.bind(py).call0()
+        } else {
+            self.callback.bind(py).call1(args)
+        };
+        // SAFETY: we entered `ctx` above on this thread, so exiting it is valid.
+        if unsafe { ffi::PyContext_Exit(ctx) } < 0 {
+            let exit_err = PyErr::fetch(py);
+            result?;
+            return Err(exit_err);
+        }
+        result.map(drop)
+    }
+
+    /// Run the handle as asyncio's `Handle._run` does. Returns an error only for
+    /// `SystemExit`/`KeyboardInterrupt` (or a failing exception handler).
+    pub(crate) fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        match this.call(py) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                if err.is_instance_of::<PySystemExit>(py)
+                    || err.is_instance_of::<PyKeyboardInterrupt>(py)
+                {
+                    return Err(err);
+                }
+                let cb = format_callback_source(py, &this.callback, &this.args)?;
+                let context = PyDict::new(py);
+                context.set_item(
+                    intern!(py, "message"),
+                    format!("Exception in callback {}", cb.str()?.to_cow()?),
+                )?;
+                context.set_item(intern!(py, "exception"), err.value(py))?;
+                context.set_item(intern!(py, "handle"), slf)?;
+                if let Some(tb) = &this.source_traceback {
+                    if tb.bind(py).is_truthy()? {
+                        context.set_item(intern!(py, "source_traceback"), tb)?;
+                    }
+                }
+                this.loop_
+                    .bind(py)
+                    .call_method1(intern!(py, "call_exception_handler"), (context,))?;
+                Ok(())
+            }
+        }
+    }
+
+    /// The words of asyncio's `_repr_info`, with `when=` inserted for timers.
+    fn repr_info(&self, py: Python<'_>, name: &str, when: Option<f64>) -> PyResult<String> {
+        let mut info = vec![name.to_owned()];
+        let cancelled = self.is_cancelled();
+        if cancelled {
+            info.push("cancelled".into());
+        }
+        if let Some(w) = when {
+            info.push(format!("when={}", PyFloatRepr(w)));
+        }
+        let debug = self
+            .loop_
+            .bind(py)
+            .call_method0(intern!(py, "get_debug"))
+            .and_then(|d| d.is_truthy())
+            .unwrap_or(false);
+        // asyncio drops the callback on cancel() unless the loop is in debug mode.
+        if !cancelled || debug {
+            let cb = format_callback_source(py, &self.callback, &self.args)?;
+            info.push(cb.str()?.to_cow()?.into_owned());
+        }
+        if let Some(tb) = &self.source_traceback {
+            let tb = tb.bind(py);
+            if tb.is_truthy()? {
+                let frame = tb.get_item(-1)?;
+                info.push(format!(
+                    "created at {}:{}",
+                    frame.get_item(0)?.str()?.to_cow()?,
+                    frame.get_item(1)?.str()?.to_cow()?
+                ));
+            }
+        }
+        Ok(format!("<{}>", info.join(" ")))
+    }
+}
+
+/// Formats an f64 the way Python's `repr(float)` does.
+struct PyFloatRepr(f64);
+
+impl std::fmt::Display for PyFloatRepr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_finite() && v == v.trunc() && v.abs() < 1e16 {
+            write!(f, "{v:.1}")
+        } else {
+            write!(f, "{v}")
+        }
+    }
+}
+
+#[pymethods]
+impl Handle {
+    #[new]
+    #[pyo3(signature = (callback, args, r#loop, context=None))]
+    fn py_new(
+        py: Python<'_>,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        r#loop: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        Handle::create(py, callback, args, r#loop, context, None)
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    fn cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    fn get_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.context.clone_ref(py)
+    }
+
+    fn _run(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Handle::run(slf)
+    }
+
+    #[getter]
+    fn _callback(&self, py: Python<'_>) -> Py<PyAny> {
+        self.callback.clone_ref(py)
+    }
+
+    #[getter]
+    fn _args(&self, py: Python<'_>) -> Py<PyTuple> {
+        self.args.clone_ref(py)
+    }
+
+    #[getter]
+    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
+        self.loop_.clone_ref(py)
+    }
+
+    #[getter]
+    fn _cancelled(&self) -> bool {
+        self.is_cancelled()
+    }
+
+    #[getter]
+    fn _source_traceback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.source_traceback.as_ref().map(|t| t.clone_ref(py))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        self.repr_info(py, "Handle", None)
+    }
+}
+
+/// A callback scheduled for a point in time by `call_later`/`call_at`.
+#[pyclass(module = "oxloop", extends = Handle, frozen)]
+pub struct TimerHandle {
+    pub(crate) when: f64,
+    /// In the loop's heap; cleared when the loop pops it.
+    pub(crate) scheduled: AtomicBool,
+}
+
+impl TimerHandle {
+    pub(crate) fn new_init(handle: Handle, when: f64) -> PyClassInitializer<TimerHandle> {
+        PyClassInitializer::from(handle)
+            .add_subclass(TimerHandle { when, scheduled: AtomicBool::new(false) })
+    }
+}
+
+#[pymethods]
+impl TimerHandle {
+    #[new]
+    #[pyo3(signature = (when, callback, args, r#loop, context=None))]
+    fn py_new(
+        py: Python<'_>,
+        when: f64,
+        callback: Py<PyAny>,
+        args: Py<PyTuple>,
+        r#loop: Py<PyAny>,
+        context: Option<Py<PyAny>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        Ok(TimerHandle::new_init(Handle::create(py, callback, args, r#loop, context, None)?, when))
+    }
+
+    fn when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _when(&self) -> f64 {
+        self.when
+    }
+
+    #[getter]
+    fn _scheduled(&self) -> bool {
+        self.scheduled.load(Ordering::Relaxed)
+    }
+
+    /// Cancel, and tell the loop so it can compact its heap, as asyncio's TimerHandle does.
+    fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let base = slf.as_super().get();
+        if !base.cancelled.swap(true, Ordering::Relaxed)
+            && slf.get().scheduled.load(Ordering::Relaxed)
+        {
+            let py = slf.py();
+            base.loop_
+                .bind(py)
+                .call_method1(intern!(py, "_timer_handle_cancelled"), (slf,))?;
+        }
+        Ok(())
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        slf.as_super().get().repr_info(slf.py(), "TimerHandle", Some(slf.get().when))
+    }
+
+    fn __hash__(&self) -> isize {
+        let h = self.when.to_bits();
+        (h ^ (h >> 32)) as isize
+    }
+
+    fn __richcmp__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        op: pyo3::basic::CompareOp,
+    ) -> PyResult<Py<PyAny>> {
+        let py = slf.py();
+        let Ok(other) = other.cast::<TimerHandle>() else {
+            return Ok(py.NotImplemented());
+        };
+        let (a, b) = (slf.get().when, other.get().when);
+        use pyo3::basic::CompareOp::*;
+        let r = match op {
+            Lt => a < b,
+            Le => a < b || slf.eq(other)?,
+            Gt => a > b,
+            Ge => a > b || slf.eq(other)?,
+            Eq => slf.is(other) || (a == b && same_callback(slf, other)?),
+            Ne => !(slf.is(other) || (a == b && same_callback(slf, other)?)),
+        };
+        Ok(pyo3::types::PyBool::new(py, r).to_owned().into_any().unbind())
+    }
+}
+
+/// asyncio's TimerHandle equality: same `when`, callback, args and cancelled state.
+fn same_callback(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyResult<bool> {
+    let (x, y) = (a.as_super().get(), b.as_super().get());
+    let py = a.py();
+    Ok(x.callback.bind(py).eq(y.callback.bind(py))?
+        && x.args.bind(py).eq(y.args.bind(py))?
+        && x.is_cancelled() == y.is_cancelled())
+}

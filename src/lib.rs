@@ -1,0 +1,14 @@
+//! The `oxloop._oxloop` extension module: registers the native classes, nothing else.
+
+mod event_loop;
+mod handles;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = true)]
+fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<handles::Handle>()?;
+    m.add_class::<handles::TimerHandle>()?;
+    m.add_class::<event_loop::LoopCore>()?;
+    Ok(())
+}
