@@ -23,8 +23,9 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use pyo3::{PyTraverseError, PyVisit};
 
-use crate::handles::{Handle, TimerHandle};
+use crate::handles::{release, traverse_owned, untrack, Handle, LoopRef, TimerHandle};
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES` and `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
 const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
@@ -37,7 +38,10 @@ const CLOCK_RESOLUTION: f64 = 1e-9;
 /// `time.monotonic()`: CLOCK_MONOTONIC in seconds, at full resolution.
 #[inline]
 pub(crate) fn monotonic() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
@@ -65,14 +69,18 @@ struct FdHandles {
 
 impl FdHandles {
     fn interest(&self) -> Interest {
-        Interest { read: self.reader.is_some(), write: self.writer.is_some() }
+        Interest {
+            read: self.reader.is_some(),
+            write: self.writer.is_some(),
+        }
     }
 }
 
 /// Scheduling state; locked briefly, never across a call into Python.
 struct State {
     ready: VecDeque<Py<Handle>>,
-    timers: TimerHeap<Py<TimerHandle>>,
+    /// Each item is a `TimerHandle`, kept as its `Handle` base.
+    timers: TimerHeap<Py<Handle>>,
     fds: HashMap<RawFd, FdHandles>,
     signals: HashMap<i32, Py<Handle>>,
 }
@@ -93,8 +101,10 @@ struct Inbox {
     waker: Option<Waker>,
 }
 
-#[pyclass(module = "oxloop._oxloop", subclass, frozen)]
+#[pyclass(module = "oxloop._oxloop", subclass, frozen, weakref)]
 pub struct LoopCore {
+    /// A weak reference to this loop, shared by all its handles.
+    self_ref: pyo3::sync::PyOnceLock<LoopRef>,
     state: Mutex<State>,
     io: Mutex<Option<Io>>,
     inbox: Mutex<Inbox>,
@@ -132,8 +142,15 @@ impl LoopCore {
         let poller = Poller::new()?;
         let waker = poller.waker();
         let (signal_rsock, signal_wsock) = socketpair()?;
-        poller.register(signal_rsock.as_raw_fd(), Interest { read: true, write: false })?;
+        poller.register(
+            signal_rsock.as_raw_fd(),
+            Interest {
+                read: true,
+                write: false,
+            },
+        )?;
         Ok(LoopCore {
+            self_ref: pyo3::sync::PyOnceLock::new(),
             state: Mutex::new(State {
                 ready: VecDeque::with_capacity(64),
                 timers: TimerHeap::new(),
@@ -150,7 +167,10 @@ impl LoopCore {
                 _signal_rsock: signal_rsock,
                 _signal_wsock: signal_wsock,
             })),
-            inbox: Mutex::new(Inbox { handles: Vec::new(), waker: Some(waker) }),
+            inbox: Mutex::new(Inbox {
+                handles: Vec::new(),
+                waker: Some(waker),
+            }),
             stopping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             debug: AtomicBool::new(false),
@@ -174,7 +194,12 @@ impl LoopCore {
     }
 
     /// Debug-mode checks of `call_soon`/`call_at`: the thread, then the callback.
-    fn debug_checks(slf: &Bound<'_, Self>, callback: &Bound<'_, PyAny>, method: &str, thread: bool) -> PyResult<()> {
+    fn debug_checks(
+        slf: &Bound<'_, Self>,
+        callback: &Bound<'_, PyAny>,
+        method: &str,
+        thread: bool,
+    ) -> PyResult<()> {
         let py = slf.py();
         if thread {
             slf.call_method0(intern!(py, "_check_thread"))?;
@@ -187,7 +212,10 @@ impl LoopCore {
     fn source_traceback(py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         static FN: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
         let f = FN.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
-            Ok(py.import("oxloop._loop")?.getattr("_extract_stack")?.unbind())
+            Ok(py
+                .import("oxloop._loop")?
+                .getattr("_extract_stack")?
+                .unbind())
         })?;
         Ok(Some(f.bind(py).call0()?.unbind()))
     }
@@ -199,8 +227,17 @@ impl LoopCore {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Handle> {
         let py = slf.py();
-        let tb = if slf.get().is_debug() { Self::source_traceback(py)? } else { None };
-        Handle::create(py, callback.unbind(), args.unbind(), slf.clone().into_any().unbind(), context, tb)
+        let tb = if slf.get().is_debug() {
+            Self::source_traceback(py)?
+        } else {
+            None
+        };
+        let loop_ref = slf
+            .get()
+            .self_ref
+            .get_or_init(py, || LoopRef::new(slf.as_any()))
+            .clone_ref(py);
+        Handle::create(py, callback.unbind(), args.unbind(), loop_ref, context, tb)
     }
 
     #[inline]
@@ -225,16 +262,32 @@ impl LoopCore {
         let handle = Self::make_handle(slf, callback, args, context)?;
         let timer = Py::new(slf.py(), TimerHandle::new_init(handle, when))?;
         timer.get().scheduled.store(true, Ordering::Relaxed);
-        lock(&this.state).timers.push(when, timer.clone_ref(slf.py()));
+        untrack(&timer);
+        let base: Py<Handle> = timer
+            .clone_ref(slf.py())
+            .into_bound(slf.py())
+            .into_super()
+            .unbind();
+        lock(&this.state).timers.push(when, base);
         Ok(timer)
     }
 
     /// Watch `fd` for reading or writing with `handle` (None: stop watching). Returns whether a
     /// handle was replaced or removed.
-    fn set_fd_handle(&self, py: Python<'_>, fd: RawFd, write: bool, handle: Option<Py<Handle>>) -> PyResult<bool> {
+    fn set_fd_handle(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        write: bool,
+        handle: Option<Py<Handle>>,
+    ) -> PyResult<bool> {
         let io_guard = lock(&self.io);
         let Some(io) = io_guard.as_ref() else {
-            return if handle.is_some() { Err(closed_error()) } else { Ok(false) };
+            return if handle.is_some() {
+                Err(closed_error())
+            } else {
+                Ok(false)
+            };
         };
         let mut st = lock(&self.state);
         let adding = handle.is_some();
@@ -290,7 +343,9 @@ impl LoopCore {
     }
 
     /// Step 1 of the lap: drop cancelled timers, and compute how long the poll may block.
-    fn prepare_poll(&self, py: Python<'_>) -> Option<Duration> {
+    /// `None` means skip the poll: it would not block, and with no descriptor or signal handler
+    /// of the user's registered it could only report the waker, whose inbox is read every lap.
+    fn prepare_poll(&self, py: Python<'_>) -> Option<Option<Duration>> {
         let mut st = lock(&self.state);
         let mut dropped = Vec::new();
         let cancelled = self.timer_cancelled_count.load(Ordering::Relaxed);
@@ -298,23 +353,32 @@ impl LoopCore {
         if n > MIN_SCHEDULED_TIMER_HANDLES
             && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
         {
-            dropped = st.timers.retain(|t| !t.bind(py).as_super().get().is_cancelled());
+            dropped = st.timers.retain(|t| !t.get().is_cancelled());
             self.timer_cancelled_count.store(0, Ordering::Relaxed);
         } else {
             while let Some((_, t)) = st.timers.peek() {
-                if !t.bind(py).as_super().get().is_cancelled() {
+                if !t.get().is_cancelled() {
                     break;
                 }
                 if let Some((_, t)) = st.timers.pop() {
                     dropped.push(t);
                 }
-                let _ = self.timer_cancelled_count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
+                let _ = self.timer_cancelled_count.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |c| c.checked_sub(1),
+                );
             }
         }
         for t in &dropped {
-            t.get().scheduled.store(false, Ordering::Relaxed);
+            unschedule(py, t);
         }
         let timeout = if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) {
+            if st.fds.is_empty() && st.signals.is_empty() {
+                drop(st);
+                dropped.into_iter().for_each(release);
+                return None;
+            }
             Some(Duration::ZERO)
         } else if let Some((when, _)) = st.timers.peek() {
             let secs = (when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
@@ -323,8 +387,8 @@ impl LoopCore {
             None
         };
         drop(st);
-        drop(dropped);
-        timeout
+        dropped.into_iter().for_each(release);
+        Some(timeout)
     }
 
     /// Steps 2–3: poll, then queue the handles of the descriptors that are ready.
@@ -334,7 +398,12 @@ impl LoopCore {
             return Err(closed_error());
         };
         io.events.clear();
-        let Io { poller, epoll_buf, events, .. } = io;
+        let Io {
+            poller,
+            epoll_buf,
+            events,
+            ..
+        } = io;
         let res = if timeout == Some(Duration::ZERO) {
             poller.wait(epoll_buf, timeout, events)
         } else {
@@ -357,9 +426,19 @@ impl LoopCore {
                 read_all(self.signal_rfd, &mut signals);
                 continue;
             }
-            let Some(slot) = st.fds.get(&ev.fd) else { continue };
-            let reader = if ev.readable { slot.reader.as_ref().map(|h| h.clone_ref(py)) } else { None };
-            let writer = if ev.writable { slot.writer.as_ref().map(|h| h.clone_ref(py)) } else { None };
+            let Some(slot) = st.fds.get(&ev.fd) else {
+                continue;
+            };
+            let reader = if ev.readable {
+                slot.reader.as_ref().map(|h| h.clone_ref(py))
+            } else {
+                None
+            };
+            let writer = if ev.writable {
+                slot.writer.as_ref().map(|h| h.clone_ref(py))
+            } else {
+                None
+            };
             for h in [reader, writer].into_iter().flatten() {
                 if !h.get().is_cancelled() {
                     st.ready.push_back(h);
@@ -381,7 +460,11 @@ impl LoopCore {
     fn collect_ready(&self, py: Python<'_>) {
         let mut incoming = {
             let mut inbox = lock(&self.inbox);
-            if inbox.handles.is_empty() { Vec::new() } else { std::mem::take(&mut inbox.handles) }
+            if inbox.handles.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut inbox.handles)
+            }
         };
         let mut st = lock(&self.state);
         st.ready.extend(incoming.drain(..));
@@ -394,9 +477,8 @@ impl LoopCore {
                 break;
             }
             let Some((_, t)) = st.timers.pop() else { break };
-            t.get().scheduled.store(false, Ordering::Relaxed);
-            let h: Py<Handle> = t.into_bound(py).into_super().unbind();
-            st.ready.push_back(h);
+            unschedule(py, &t);
+            st.ready.push_back(t);
         }
     }
 
@@ -411,15 +493,17 @@ impl LoopCore {
         let debug = this.is_debug();
         let mut result = Ok(());
         while let Some(h) = batch.pop_front() {
-            let h = h.into_bound(py);
             if h.get().is_cancelled() {
+                release(h);
                 continue;
             }
+            let hb = h.bind(py);
             let r = if debug {
-                Self::run_timed(slf, &h)
+                Self::run_timed(slf, hb)
             } else {
-                Handle::run(&h)
+                Handle::run(hb)
             };
+            release(h);
             if let Err(e) = r {
                 result = Err(e);
                 break;
@@ -450,7 +534,9 @@ impl LoopCore {
         let dt = monotonic() - t0;
         slf.setattr(intern!(py, "_current_handle"), py.None())?;
         r?;
-        let limit: f64 = slf.getattr(intern!(py, "slow_callback_duration"))?.extract()?;
+        let limit: f64 = slf
+            .getattr(intern!(py, "slow_callback_duration"))?
+            .extract()?;
         if dt >= limit {
             slf.call_method1(intern!(py, "_log_slow_callback"), (h, dt))?;
         }
@@ -461,12 +547,27 @@ impl LoopCore {
     fn run_once_impl(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let timeout = this.prepare_poll(py);
-        this.poll(py, timeout)?;
+        if let Some(timeout) = this.prepare_poll(py) {
+            this.poll(py, timeout)?;
+        }
         // Run Python-level signal handlers now (Ctrl-C raises KeyboardInterrupt here).
         py.check_signals()?;
         this.collect_ready(py);
         Self::run_ready(slf)
+    }
+}
+
+impl LoopCore {
+    /// A scheduled timer was cancelled: count it, so the heap is compacted when most are.
+    pub(crate) fn timer_handle_cancelled(&self) {
+        self.timer_cancelled_count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The loop took a timer out of its heap.
+fn unschedule(py: Python<'_>, t: &Py<Handle>) {
+    if let Ok(t) = t.bind(py).cast::<TimerHandle>() {
+        t.get().scheduled.store(false, Ordering::Relaxed);
     }
 }
 
@@ -487,7 +588,10 @@ fn read_all(fd: RawFd, out: &mut Vec<u8>) {
 impl LoopCore {
     #[new]
     #[pyo3(signature = (*_args, **_kwargs))]
-    fn py_new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<Self> {
+    fn py_new(
+        _args: &Bound<'_, PyTuple>,
+        _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
+    ) -> PyResult<Self> {
         LoopCore::new().map_err(os_error)
     }
 
@@ -509,6 +613,7 @@ impl LoopCore {
             Self::debug_checks(slf, &callback, "call_soon", true)?;
         }
         let handle = Py::new(slf.py(), Self::make_handle(slf, callback, args, context)?)?;
+        untrack(&handle);
         this.push_ready(handle.clone_ref(slf.py()));
         Ok(handle)
     }
@@ -527,6 +632,7 @@ impl LoopCore {
         }
         let py = slf.py();
         let handle = Py::new(py, Self::make_handle(slf, callback, args, context)?)?;
+        untrack(&handle);
         let mut inbox = lock(&this.inbox);
         let was_empty = inbox.handles.is_empty();
         inbox.handles.push(handle.clone_ref(py));
@@ -548,7 +654,9 @@ impl LoopCore {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
         if delay.is_none() {
-            return Err(pyo3::exceptions::PyTypeError::new_err("delay must not be None"));
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "delay must not be None",
+            ));
         }
         let when = (monotonic().into_pyobject(slf.py())?.add(&delay)?).extract::<f64>()?;
         Self::schedule_timer(slf, when, callback, args, context, "call_later")
@@ -563,14 +671,16 @@ impl LoopCore {
         context: Option<Py<PyAny>>,
     ) -> PyResult<Py<TimerHandle>> {
         if when.is_none() {
-            return Err(pyo3::exceptions::PyTypeError::new_err("when cannot be None"));
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "when cannot be None",
+            ));
         }
         let when: f64 = when.extract()?;
         Self::schedule_timer(slf, when, callback, args, context, "call_at")
     }
 
     fn _timer_handle_cancelled(&self, _handle: &Bound<'_, PyAny>) {
-        self.timer_cancelled_count.fetch_add(1, Ordering::Relaxed);
+        self.timer_handle_cancelled();
     }
 
     /// Stop after the current lap.
@@ -722,10 +832,57 @@ impl LoopCore {
                 std::mem::take(&mut st.signals),
             )
         };
-        for t in &timers {
-            t.get().scheduled.store(false, Ordering::Relaxed);
+        drop((io, waker, fds, signals));
+        Python::attach(|py| {
+            timers.iter().for_each(|t| unschedule(py, t));
+            inbox
+                .into_iter()
+                .chain(ready)
+                .chain(timers)
+                .for_each(release);
+        });
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // Never block in the collector: a locked state is being used by the loop right now,
+        // which means the loop is reachable anyway.
+        if let Ok(st) = self.state.try_lock() {
+            for h in st.ready.iter().chain(st.timers.iter()) {
+                traverse_owned(h, &visit)?;
+            }
+            for slot in st.fds.values() {
+                visit.call(&slot.reader)?;
+                visit.call(&slot.writer)?;
+            }
+            for h in st.signals.values() {
+                visit.call(h)?;
+            }
         }
-        drop((io, waker, inbox, ready, timers, fds, signals));
+        if let Ok(inbox) = self.inbox.try_lock() {
+            for h in inbox.handles.iter() {
+                traverse_owned(h, &visit)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let (ready, timers, fds, signals) = {
+            let mut st = lock(&self.state);
+            (
+                std::mem::take(&mut st.ready),
+                st.timers.drain(),
+                std::mem::take(&mut st.fds),
+                std::mem::take(&mut st.signals),
+            )
+        };
+        let inbox = std::mem::take(&mut lock(&self.inbox).handles);
+        drop((fds, signals));
+        inbox
+            .into_iter()
+            .chain(ready)
+            .chain(timers)
+            .for_each(release);
     }
 
     /// The descriptors this loop owns (epoll, eventfd, signal socketpair), for tests.

@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyDict, PyTuple, PyWeakrefMethods, PyWeakrefReference};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::event_loop::LoopCore;
 use pyo3::{ffi, intern};
 
 /// `asyncio.format_helpers._format_callback_source`, imported once.
@@ -30,13 +33,54 @@ fn format_callback_source<'py>(
     f.bind(py).call1((callback, args))
 }
 
+/// The loop a handle belongs to, held weakly where the loop allows it, so that a pending handle
+/// never keeps its loop alive (and a loop and its handles form no reference cycle).
+pub(crate) enum LoopRef {
+    Weak(Py<PyWeakrefReference>),
+    Strong(Py<PyAny>),
+}
+
+impl LoopRef {
+    pub(crate) fn new(loop_: &Bound<'_, PyAny>) -> Self {
+        match PyWeakrefReference::new(loop_) {
+            Ok(w) => LoopRef::Weak(w.unbind()),
+            Err(_) => LoopRef::Strong(loop_.clone().unbind()),
+        }
+    }
+
+    pub(crate) fn clone_ref(&self, py: Python<'_>) -> Self {
+        match self {
+            LoopRef::Weak(w) => LoopRef::Weak(w.clone_ref(py)),
+            LoopRef::Strong(l) => LoopRef::Strong(l.clone_ref(py)),
+        }
+    }
+
+    /// The loop, or None if it is gone.
+    pub(crate) fn get<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        match self {
+            LoopRef::Weak(w) => w.bind(py).upgrade(),
+            LoopRef::Strong(l) => Some(l.bind(py).clone()),
+        }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            LoopRef::Weak(w) => visit.call(w),
+            LoopRef::Strong(l) => visit.call(l),
+        }
+    }
+}
+
 /// A callback scheduled by `call_soon`, `add_reader` or a signal handler.
+/// Handles scheduled by the loop itself start untracked by the garbage collector: while only the
+/// loop holds one, the loop's own `__traverse__` reports what the handle refers to. The loop
+/// tracks a handle again (see [`release`]) when it lets go of it while someone else still holds it.
 #[pyclass(module = "oxloop", subclass, frozen, weakref)]
 pub struct Handle {
     pub(crate) callback: Py<PyAny>,
     pub(crate) args: Py<PyTuple>,
     pub(crate) context: Py<PyAny>,
-    pub(crate) loop_: Py<PyAny>,
+    pub(crate) loop_: LoopRef,
     pub(crate) cancelled: AtomicBool,
     pub(crate) source_traceback: Option<Py<PyAny>>,
 }
@@ -47,7 +91,7 @@ impl Handle {
         py: Python<'_>,
         callback: Py<PyAny>,
         args: Py<PyTuple>,
-        loop_: Py<PyAny>,
+        loop_: LoopRef,
         context: Option<Py<PyAny>>,
         source_traceback: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
@@ -123,9 +167,12 @@ impl Handle {
                         context.set_item(intern!(py, "source_traceback"), tb)?;
                     }
                 }
-                this.loop_
-                    .bind(py)
-                    .call_method1(intern!(py, "call_exception_handler"), (context,))?;
+                match this.loop_.get(py) {
+                    Some(l) => {
+                        l.call_method1(intern!(py, "call_exception_handler"), (context,))?;
+                    }
+                    None => err.write_unraisable(py, Some(slf.as_any())),
+                }
                 Ok(())
             }
         }
@@ -143,9 +190,9 @@ impl Handle {
         }
         let debug = self
             .loop_
-            .bind(py)
-            .call_method0(intern!(py, "get_debug"))
-            .and_then(|d| d.is_truthy())
+            .get(py)
+            .and_then(|l| l.call_method0(intern!(py, "get_debug")).ok())
+            .and_then(|d| d.is_truthy().ok())
             .unwrap_or(false);
         // asyncio drops the callback on cancel() unless the loop is in debug mode.
         if !cancelled || debug {
@@ -189,14 +236,23 @@ impl Handle {
         py: Python<'_>,
         callback: Py<PyAny>,
         args: Py<PyTuple>,
-        r#loop: Py<PyAny>,
+        r#loop: Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        Handle::create(py, callback, args, r#loop, context, None)
+        Handle::create(py, callback, args, LoopRef::new(&r#loop), context, None)
     }
 
     fn cancel(&self) {
         self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.callback)?;
+        visit.call(&self.args)?;
+        visit.call(&self.context)?;
+        self.loop_.traverse(&visit)?;
+        visit.call(&self.source_traceback)?;
+        Ok(())
     }
 
     fn cancelled(&self) -> bool {
@@ -222,8 +278,8 @@ impl Handle {
     }
 
     #[getter]
-    fn _loop(&self, py: Python<'_>) -> Py<PyAny> {
-        self.loop_.clone_ref(py)
+    fn _loop<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.loop_.get(py)
     }
 
     #[getter]
@@ -251,8 +307,10 @@ pub struct TimerHandle {
 
 impl TimerHandle {
     pub(crate) fn new_init(handle: Handle, when: f64) -> PyClassInitializer<TimerHandle> {
-        PyClassInitializer::from(handle)
-            .add_subclass(TimerHandle { when, scheduled: AtomicBool::new(false) })
+        PyClassInitializer::from(handle).add_subclass(TimerHandle {
+            when,
+            scheduled: AtomicBool::new(false),
+        })
     }
 }
 
@@ -265,10 +323,14 @@ impl TimerHandle {
         when: f64,
         callback: Py<PyAny>,
         args: Py<PyTuple>,
-        r#loop: Py<PyAny>,
+        r#loop: Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
-        Ok(TimerHandle::new_init(Handle::create(py, callback, args, r#loop, context, None)?, when))
+        let loop_ = LoopRef::new(&r#loop);
+        Ok(TimerHandle::new_init(
+            Handle::create(py, callback, args, loop_, context, None)?,
+            when,
+        ))
     }
 
     fn when(&self) -> f64 {
@@ -292,15 +354,22 @@ impl TimerHandle {
             && slf.get().scheduled.load(Ordering::Relaxed)
         {
             let py = slf.py();
-            base.loop_
-                .bind(py)
-                .call_method1(intern!(py, "_timer_handle_cancelled"), (slf,))?;
+            if let Some(l) = base.loop_.get(py) {
+                match l.cast::<LoopCore>() {
+                    Ok(core) => core.get().timer_handle_cancelled(),
+                    Err(_) => {
+                        l.call_method1(intern!(py, "_timer_handle_cancelled"), (slf,))?;
+                    }
+                }
+            }
         }
         Ok(())
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
-        slf.as_super().get().repr_info(slf.py(), "TimerHandle", Some(slf.get().when))
+        slf.as_super()
+            .get()
+            .repr_info(slf.py(), "TimerHandle", Some(slf.get().when))
     }
 
     fn __hash__(&self) -> isize {
@@ -327,7 +396,10 @@ impl TimerHandle {
             Eq => slf.is(other) || (a == b && same_callback(slf, other)?),
             Ne => !(slf.is(other) || (a == b && same_callback(slf, other)?)),
         };
-        Ok(pyo3::types::PyBool::new(py, r).to_owned().into_any().unbind())
+        Ok(pyo3::types::PyBool::new(py, r)
+            .to_owned()
+            .into_any()
+            .unbind())
     }
 }
 
@@ -338,4 +410,39 @@ fn same_callback(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyRe
     Ok(x.callback.bind(py).eq(y.callback.bind(py))?
         && x.args.bind(py).eq(y.args.bind(py))?
         && x.is_cancelled() == y.is_cancelled())
+}
+
+/// Stop the collector tracking a handle that only the loop will hold.
+pub(crate) fn untrack<T>(h: &Py<T>) {
+    // SAFETY: `h` is a live GC object; untracking a tracked object is always valid.
+    unsafe { ffi::PyObject_GC_UnTrack(h.as_ptr().cast()) }
+}
+
+/// The loop lets go of a handle: if someone else still holds it, the collector must see it.
+pub(crate) fn release<T>(h: Py<T>) {
+    let p = h.as_ptr();
+    // SAFETY: `p` is live (we own a reference); tracking an untracked GC object is valid, and
+    // we only track it when it is not tracked already.
+    unsafe {
+        if ffi::Py_REFCNT(p) > 1 && ffi::PyObject_GC_IsTracked(p) == 0 {
+            ffi::PyObject_GC_Track(p.cast());
+        }
+    }
+    drop(h);
+}
+
+/// For the loop's `__traverse__`: a handle only the loop holds is visited as part of the loop.
+pub(crate) fn traverse_owned(h: &Py<Handle>, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    let p = h.as_ptr();
+    // SAFETY: `p` is live; reading its refcount and GC state touches no interpreter state.
+    let (refcnt, tracked) = unsafe { (ffi::Py_REFCNT(p), ffi::PyObject_GC_IsTracked(p) != 0) };
+    if tracked || refcnt > 1 {
+        return visit.call(h);
+    }
+    let this = h.get();
+    visit.call(&this.callback)?;
+    visit.call(&this.args)?;
+    visit.call(&this.context)?;
+    this.loop_.traverse(visit)?;
+    visit.call(&this.source_traceback)
 }

@@ -62,9 +62,7 @@ impl Waker {
     pub fn wake(&self) -> io::Result<()> {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to an eventfd we own.
-        let ret = unsafe {
-            libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8)
-        };
+        let ret = unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
         if ret < 0 {
             let err = io::Error::last_os_error();
             // A full counter means a wake-up is already pending.
@@ -102,10 +100,22 @@ impl Poller {
         // SAFETY: plain system calls; on success each returns a fresh descriptor we then own.
         let epfd = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
         let efd = unsafe {
-            OwnedFd::from_raw_fd(cvt(libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?)
+            OwnedFd::from_raw_fd(cvt(libc::eventfd(
+                0,
+                libc::EFD_CLOEXEC | libc::EFD_NONBLOCK,
+            ))?)
         };
-        let poller = Poller { epfd, waker: Waker { fd: Arc::new(efd) } };
-        poller.register(poller.waker.fd(), Interest { read: true, write: false })?;
+        let poller = Poller {
+            epfd,
+            waker: Waker { fd: Arc::new(efd) },
+        };
+        poller.register(
+            poller.waker.fd(),
+            Interest {
+                read: true,
+                write: false,
+            },
+        )?;
         Ok(poller)
     }
 
@@ -115,7 +125,10 @@ impl Poller {
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, interest: Interest) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: interest.epoll_flags(), u64: fd as u64 };
+        let mut ev = libc::epoll_event {
+            events: interest.epoll_flags(),
+            u64: fd as u64,
+        };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
         cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) })?;
         Ok(())
@@ -160,7 +173,8 @@ impl Poller {
         buf.clear();
         let cap = buf.capacity().min(libc::c_int::MAX as usize) as libc::c_int;
         // SAFETY: the kernel writes at most `cap` events into the buffer's spare capacity.
-        let n = unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), buf.as_mut_ptr(), cap, timeout_ms) };
+        let n =
+            unsafe { libc::epoll_wait(self.epfd.as_raw_fd(), buf.as_mut_ptr(), cap, timeout_ms) };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
@@ -210,12 +224,26 @@ mod tests {
     fn level_triggered_read_reports_until_consumed() {
         let p = Poller::new().unwrap();
         let (mut a, mut b) = UnixStream::pair().unwrap();
-        p.register(b.as_raw_fd(), Interest { read: true, write: false }).unwrap();
+        p.register(
+            b.as_raw_fd(),
+            Interest {
+                read: true,
+                write: false,
+            },
+        )
+        .unwrap();
         assert!(wait(&p, Some(Duration::ZERO)).is_empty());
         a.write_all(b"x").unwrap();
         for _ in 0..3 {
             let ev = wait(&p, Some(Duration::ZERO));
-            assert_eq!(ev, vec![Event { fd: b.as_raw_fd(), readable: true, writable: false }]);
+            assert_eq!(
+                ev,
+                vec![Event {
+                    fd: b.as_raw_fd(),
+                    readable: true,
+                    writable: false
+                }]
+            );
         }
         let mut byte = [0u8; 1];
         b.read_exact(&mut byte).unwrap();
@@ -227,10 +255,31 @@ mod tests {
         let p = Poller::new().unwrap();
         let (_a, b) = UnixStream::pair().unwrap();
         let fd = b.as_raw_fd();
-        p.register(fd, Interest { read: true, write: false }).unwrap();
+        p.register(
+            fd,
+            Interest {
+                read: true,
+                write: false,
+            },
+        )
+        .unwrap();
         assert!(wait(&p, Some(Duration::ZERO)).is_empty());
-        p.reregister(fd, Interest { read: true, write: true }).unwrap();
-        assert_eq!(wait(&p, Some(Duration::ZERO)), vec![Event { fd, readable: false, writable: true }]);
+        p.reregister(
+            fd,
+            Interest {
+                read: true,
+                write: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            wait(&p, Some(Duration::ZERO)),
+            vec![Event {
+                fd,
+                readable: false,
+                writable: true
+            }]
+        );
         p.deregister(fd).unwrap();
         assert!(wait(&p, Some(Duration::ZERO)).is_empty());
     }
@@ -240,7 +289,14 @@ mod tests {
         let p = Poller::new().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
         let fd = b.as_raw_fd();
-        p.register(fd, Interest { read: true, write: false }).unwrap();
+        p.register(
+            fd,
+            Interest {
+                read: true,
+                write: false,
+            },
+        )
+        .unwrap();
         drop(a);
         let ev = wait(&p, Some(Duration::ZERO));
         assert_eq!(ev.len(), 1);
@@ -250,11 +306,34 @@ mod tests {
     #[test]
     fn errors_are_os_errors() {
         let p = Poller::new().unwrap();
-        let err = p.register(1_000_000, Interest { read: true, write: false }).unwrap_err();
+        let err = p
+            .register(
+                1_000_000,
+                Interest {
+                    read: true,
+                    write: false,
+                },
+            )
+            .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
         let (_a, b) = UnixStream::pair().unwrap();
-        p.register(b.as_raw_fd(), Interest { read: true, write: false }).unwrap();
-        let err = p.register(b.as_raw_fd(), Interest { read: true, write: false }).unwrap_err();
+        p.register(
+            b.as_raw_fd(),
+            Interest {
+                read: true,
+                write: false,
+            },
+        )
+        .unwrap();
+        let err = p
+            .register(
+                b.as_raw_fd(),
+                Interest {
+                    read: true,
+                    write: false,
+                },
+            )
+            .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
     }
 

@@ -31,7 +31,10 @@ impl<T> PartialOrd for Entry<T> {
 impl<T> Ord for Entry<T> {
     /// Reversed, so that `BinaryHeap` (a max-heap) pops the earliest entry first.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.when.total_cmp(&self.when).then_with(|| other.seq.cmp(&self.seq))
+        other
+            .when
+            .total_cmp(&self.when)
+            .then_with(|| other.seq.cmp(&self.seq))
     }
 }
 
@@ -49,7 +52,10 @@ impl<T> Default for TimerHeap<T> {
 
 impl<T> TimerHeap<T> {
     pub fn new() -> Self {
-        TimerHeap { heap: BinaryHeap::new(), next_seq: 0 }
+        TimerHeap {
+            heap: BinaryHeap::new(),
+            next_seq: 0,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -70,6 +76,11 @@ impl<T> TimerHeap<T> {
     /// The earliest deadline, and its item.
     pub fn peek(&self) -> Option<(f64, &T)> {
         self.heap.peek().map(|e| (e.when, &e.item))
+    }
+
+    /// Every item, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.heap.iter().map(|e| &e.item)
     }
 
     /// Remove and return the earliest item.
@@ -103,7 +114,11 @@ impl<T> TimerHeap<T> {
 
     /// Remove every item.
     pub fn drain(&mut self) -> Vec<T> {
-        std::mem::take(&mut self.heap).into_vec().into_iter().map(|e| e.item).collect()
+        std::mem::take(&mut self.heap)
+            .into_vec()
+            .into_iter()
+            .map(|e| e.item)
+            .collect()
     }
 }
 
