@@ -189,7 +189,7 @@ impl LoopCore {
     }
 
     #[inline]
-    fn is_debug(&self) -> bool {
+    pub(crate) fn is_debug(&self) -> bool {
         self.debug.load(Ordering::Relaxed)
     }
 

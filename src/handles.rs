@@ -7,6 +7,7 @@
 //! which propagate as they do on the stock loop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
@@ -71,14 +72,27 @@ impl LoopRef {
     }
 }
 
+/// What a handle calls; emptied by `cancel()`.
+struct CallSlot {
+    call: Option<(Py<PyAny>, Py<PyTuple>)>,
+    /// The `repr` kept on cancel in debug mode, as asyncio keeps `_repr`.
+    repr: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoning only means a panic happened while the lock was held; the data is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A callback scheduled by `call_soon`, `add_reader` or a signal handler.
 /// Handles scheduled by the loop itself start untracked by the garbage collector: while only the
 /// loop holds one, the loop's own `__traverse__` reports what the handle refers to. The loop
 /// tracks a handle again (see [`release`]) when it lets go of it while someone else still holds it.
 #[pyclass(module = "oxloop", subclass, frozen, weakref)]
 pub struct Handle {
-    pub(crate) callback: Py<PyAny>,
-    pub(crate) args: Py<PyTuple>,
+    /// The callback and its arguments; dropped by `cancel()`, as asyncio does, so a cancelled
+    /// handle no longer keeps them alive.
+    call: Mutex<CallSlot>,
     pub(crate) context: Py<PyAny>,
     pub(crate) loop_: LoopRef,
     pub(crate) cancelled: AtomicBool,
@@ -103,8 +117,10 @@ impl Handle {
             },
         };
         Ok(Handle {
-            callback,
-            args,
+            call: Mutex::new(CallSlot {
+                call: Some((callback, args)),
+                repr: None,
+            }),
             context,
             loop_,
             cancelled: AtomicBool::new(false),
@@ -112,25 +128,69 @@ impl Handle {
         })
     }
 
+    /// Visit the callback and arguments; never blocks (the collector may run at any time).
+    fn traverse_call(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(slot) = self.call.try_lock() {
+            if let Some((c, a)) = slot.call.as_ref() {
+                visit.call(c)?;
+                visit.call(a)?;
+            }
+        }
+        Ok(())
+    }
+
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Relaxed)
     }
 
+    /// The callback and its arguments, unless cancelled.
+    #[inline]
+    pub(crate) fn callback_and_args(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+        let slot = lock(&self.call);
+        slot.call
+            .as_ref()
+            .map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)))
+    }
+
+    /// Mark cancelled and drop the callback and arguments (keeping a `repr` in debug mode).
+    fn cancel_impl(&self, py: Python<'_>, repr: impl FnOnce() -> Option<String>) {
+        if self.cancelled.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let debug = match self.loop_.get(py) {
+            Some(l) => match l.cast::<LoopCore>() {
+                Ok(core) => core.get().is_debug(),
+                Err(_) => l
+                    .call_method0(intern!(py, "get_debug"))
+                    .and_then(|d| d.is_truthy())
+                    .unwrap_or(false),
+            },
+            None => false,
+        };
+        let kept_repr = if debug { repr() } else { None };
+        let dropped = {
+            let mut slot = lock(&self.call);
+            slot.repr = kept_repr;
+            slot.call.take()
+        };
+        drop(dropped);
+    }
+
     /// Call the callback inside its context.
     #[inline]
-    fn call(&self, py: Python<'_>) -> PyResult<()> {
+    fn call(&self, py: Python<'_>, callback: &Py<PyAny>, args: &Py<PyTuple>) -> PyResult<()> {
         let ctx = self.context.as_ptr();
         // SAFETY: `ctx` is a live object owned by `self`; PyContext_Enter type-checks it and
         // fails (with an exception set) if it is not a Context or is already entered.
         if unsafe { ffi::PyContext_Enter(ctx) } < 0 {
             return Err(PyErr::fetch(py));
         }
-        let args = self.args.bind(py);
+        let args = args.bind(py);
         let result = if args.is_empty() {
-            self.callback.bind(py).call0()
+            callback.bind(py).call0()
         } else {
-            self.callback.bind(py).call1(args)
+            callback.bind(py).call1(args)
         };
         // SAFETY: we entered `ctx` above on this thread, so exiting it is valid.
         if unsafe { ffi::PyContext_Exit(ctx) } < 0 {
@@ -146,7 +206,10 @@ impl Handle {
     pub(crate) fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        match this.call(py) {
+        let Some((callback, args)) = this.callback_and_args(py) else {
+            return Ok(());
+        };
+        match this.call(py, &callback, &args) {
             Ok(()) => Ok(()),
             Err(err) => {
                 if err.is_instance_of::<PySystemExit>(py)
@@ -154,7 +217,7 @@ impl Handle {
                 {
                     return Err(err);
                 }
-                let cb = format_callback_source(py, &this.callback, &this.args)?;
+                let cb = format_callback_source(py, &callback, &args)?;
                 let context = PyDict::new(py);
                 context.set_item(
                     intern!(py, "message"),
@@ -180,6 +243,9 @@ impl Handle {
 
     /// The words of asyncio's `_repr_info`, with `when=` inserted for timers.
     fn repr_info(&self, py: Python<'_>, name: &str, when: Option<f64>) -> PyResult<String> {
+        if let Some(r) = lock(&self.call).repr.clone() {
+            return Ok(r);
+        }
         let mut info = vec![name.to_owned()];
         let cancelled = self.is_cancelled();
         if cancelled {
@@ -188,15 +254,8 @@ impl Handle {
         if let Some(w) = when {
             info.push(format!("when={}", PyFloatRepr(w)));
         }
-        let debug = self
-            .loop_
-            .get(py)
-            .and_then(|l| l.call_method0(intern!(py, "get_debug")).ok())
-            .and_then(|d| d.is_truthy().ok())
-            .unwrap_or(false);
-        // asyncio drops the callback on cancel() unless the loop is in debug mode.
-        if !cancelled || debug {
-            let cb = format_callback_source(py, &self.callback, &self.args)?;
+        if let Some((callback, args)) = self.callback_and_args(py) {
+            let cb = format_callback_source(py, &callback, &args)?;
             info.push(cb.str()?.to_cow()?.into_owned());
         }
         if let Some(tb) = &self.source_traceback {
@@ -242,13 +301,12 @@ impl Handle {
         Handle::create(py, callback, args, LoopRef::new(&r#loop), context, None)
     }
 
-    fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Relaxed);
+    fn cancel(&self, py: Python<'_>) {
+        self.cancel_impl(py, || self.repr_info(py, "Handle", None).ok());
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.callback)?;
-        visit.call(&self.args)?;
+        self.traverse_call(&visit)?;
         visit.call(&self.context)?;
         self.loop_.traverse(&visit)?;
         visit.call(&self.source_traceback)?;
@@ -268,13 +326,13 @@ impl Handle {
     }
 
     #[getter]
-    fn _callback(&self, py: Python<'_>) -> Py<PyAny> {
-        self.callback.clone_ref(py)
+    fn _callback(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.callback_and_args(py).map(|(c, _)| c)
     }
 
     #[getter]
-    fn _args(&self, py: Python<'_>) -> Py<PyTuple> {
-        self.args.clone_ref(py)
+    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
+        self.callback_and_args(py).map(|(_, a)| a)
     }
 
     #[getter]
@@ -350,10 +408,12 @@ impl TimerHandle {
     /// Cancel, and tell the loop so it can compact its heap, as asyncio's TimerHandle does.
     fn cancel(slf: &Bound<'_, Self>) -> PyResult<()> {
         let base = slf.as_super().get();
-        if !base.cancelled.swap(true, Ordering::Relaxed)
-            && slf.get().scheduled.load(Ordering::Relaxed)
-        {
-            let py = slf.py();
+        let py = slf.py();
+        if base.is_cancelled() {
+            return Ok(());
+        }
+        base.cancel_impl(py, || Self::__repr__(slf).ok());
+        if slf.get().scheduled.load(Ordering::Relaxed) {
             if let Some(l) = base.loop_.get(py) {
                 match l.cast::<LoopCore>() {
                     Ok(core) => core.get().timer_handle_cancelled(),
@@ -407,9 +467,15 @@ impl TimerHandle {
 fn same_callback(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyResult<bool> {
     let (x, y) = (a.as_super().get(), b.as_super().get());
     let py = a.py();
-    Ok(x.callback.bind(py).eq(y.callback.bind(py))?
-        && x.args.bind(py).eq(y.args.bind(py))?
-        && x.is_cancelled() == y.is_cancelled())
+    let (xc, yc) = (x.callback_and_args(py), y.callback_and_args(py));
+    let same = match (&xc, &yc) {
+        (Some((c1, a1)), Some((c2, a2))) => {
+            c1.bind(py).eq(c2.bind(py))? && a1.bind(py).eq(a2.bind(py))?
+        }
+        (None, None) => true,
+        _ => false,
+    };
+    Ok(same && x.is_cancelled() == y.is_cancelled())
 }
 
 /// Stop the collector tracking a handle that only the loop will hold.
@@ -440,8 +506,7 @@ pub(crate) fn traverse_owned(h: &Py<Handle>, visit: &PyVisit<'_>) -> Result<(), 
         return visit.call(h);
     }
     let this = h.get();
-    visit.call(&this.callback)?;
-    visit.call(&this.args)?;
+    this.traverse_call(visit)?;
     visit.call(&this.context)?;
     this.loop_.traverse(visit)?;
     visit.call(&this.source_traceback)

@@ -42,6 +42,9 @@ def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
     """Run a coroutine on a new oxloop loop, as ``asyncio.run`` does."""
     if sys.version_info >= (3, 12):
         return asyncio.run(main, debug=debug, loop_factory=new_event_loop)
+    if asyncio._get_running_loop() is not None:
+        # Checked before a loop is made, as asyncio.run does.
+        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
     if sys.version_info >= (3, 11):
         with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
             return runner.run(main)

@@ -1,0 +1,283 @@
+"""add_reader/add_writer and their removal (asyncio's selector_events, on epoll)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+import pytest
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def run_laps(loop, laps):
+    for _ in range(laps):
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+
+
+def test_reader_is_level_triggered(loop, pair):
+    a, b = pair
+    calls = []
+
+    def on_readable():
+        calls.append(len(calls))
+        if len(calls) == 5:
+            loop.stop()
+
+    b.send(b"x")
+    loop.add_reader(a.fileno(), on_readable)
+    guard = loop.call_later(2, loop.stop)
+    loop.run_forever()
+    guard.cancel()
+    # The data is never read, so the reader fires on lap after lap.
+    assert calls == [0, 1, 2, 3, 4]
+    assert loop.remove_reader(a.fileno()) is True
+
+
+def test_reader_fires_when_data_arrives_and_stops_when_read(loop, pair):
+    a, b = pair
+    received = []
+
+    def on_readable():
+        data = a.recv(100)
+        received.append(data)
+        if data == b"two":
+            loop.stop()
+        else:
+            loop.call_later(0.01, b.send, b"two")
+
+    loop.add_reader(a, on_readable)
+    loop.call_later(0.01, b.send, b"one")
+    guard = loop.call_later(2, loop.stop)
+    loop.run_forever()
+    guard.cancel()
+    assert received == [b"one", b"two"]
+    # Nothing more to read: the reader stays quiet.
+    run_laps(loop, 3)
+    assert received == [b"one", b"two"]
+    assert loop.remove_reader(a) is True
+
+
+def test_reader_passes_args(loop, pair):
+    a, b = pair
+    seen = []
+
+    def on_readable(*args):
+        seen.append(args)
+        loop.remove_reader(a)
+        loop.stop()
+
+    b.send(b"x")
+    loop.add_reader(a, on_readable, 1, "two")
+    guard = loop.call_later(2, loop.stop)
+    loop.run_forever()
+    guard.cancel()
+    assert seen == [(1, "two")]
+
+
+@pytest.mark.parametrize("as_object", [False, True], ids=["fd", "socket"])
+def test_writer(loop, pair, as_object):
+    a, _ = pair
+    target = a if as_object else a.fileno()
+    calls = []
+
+    def on_writable():
+        calls.append(None)
+        if len(calls) == 3:
+            loop.stop()
+
+    loop.add_writer(target, on_writable)
+    guard = loop.call_later(2, loop.stop)
+    loop.run_forever()
+    guard.cancel()
+    assert len(calls) == 3  # an idle socket is writable on every lap
+    assert loop.remove_writer(target) is True
+    assert loop.remove_writer(target) is False
+    run_laps(loop, 2)
+    assert len(calls) == 3
+
+
+def test_socket_object_and_fd_are_the_same_registration(loop, pair):
+    a, _ = pair
+    loop.add_reader(a, print)
+    assert loop.remove_reader(a.fileno()) is True
+    assert loop.remove_reader(a) is False
+    loop.add_writer(a.fileno(), print)
+    assert loop.remove_writer(a) is True
+
+
+def test_remove_returns_false_when_nothing_registered(loop, pair):
+    a, _ = pair
+    assert loop.remove_reader(a) is False
+    assert loop.remove_writer(a) is False
+    assert loop.remove_reader(a.fileno()) is False
+    loop.add_reader(a, print)
+    assert loop.remove_writer(a) is False  # only the reader is registered
+    assert loop.remove_reader(a) is True
+    assert loop.remove_reader(a) is False
+
+
+def test_reader_and_writer_on_the_same_fd(loop, pair):
+    a, b = pair
+    seen = []
+    b.send(b"x")
+    loop.add_reader(a, seen.append, "read")
+    loop.add_writer(a, seen.append, "write")
+    run_laps(loop, 2)
+    assert seen.count("read") >= 1
+    assert seen.count("write") >= 1
+    assert loop.remove_reader(a) is True
+    seen.clear()
+    run_laps(loop, 2)
+    assert seen and set(seen) == {"write"}
+    assert loop.remove_writer(a) is True
+
+
+def test_add_reader_again_replaces_the_callback(loop, pair):
+    a, b = pair
+    seen = []
+    b.send(b"x")
+    loop.add_reader(a, seen.append, "old")
+    loop.add_reader(a, seen.append, "new")
+    run_laps(loop, 2)
+    assert seen and set(seen) == {"new"}
+    assert loop.remove_reader(a) is True
+    assert loop.remove_reader(a) is False
+
+
+def test_reader_can_remove_itself(loop, pair):
+    a, b = pair
+    seen = []
+
+    def once():
+        seen.append("once")
+        loop.remove_reader(a)
+
+    b.send(b"x")
+    loop.add_reader(a, once)
+    run_laps(loop, 3)
+    assert seen == ["once"]
+
+
+def test_reader_removed_before_its_lap_does_not_run(loop, pair):
+    a, b = pair
+    seen = []
+    b.send(b"x")
+    loop.add_reader(a, seen.append, "read")
+    loop.remove_reader(a)
+    run_laps(loop, 2)
+    assert seen == []
+
+
+def test_reader_wakes_a_sleeping_loop(loop, pair):
+    a, b = pair
+    fut = loop.create_future()
+    loop.add_reader(a, lambda: fut.done() or fut.set_result(a.recv(10)))
+    loop.call_later(0.05, b.send, b"wake")
+    guard = loop.call_later(5, loop.stop)
+    assert loop.run_until_complete(fut) == b"wake"
+    guard.cancel()
+    loop.remove_reader(a)
+
+
+def test_pipe_reader_sees_eof(loop):
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    chunks = []
+
+    def on_readable():
+        data = os.read(r, 100)
+        chunks.append(data)
+        if not data:
+            loop.remove_reader(r)
+            loop.stop()
+
+    try:
+        loop.add_reader(r, on_readable)
+        os.write(w, b"data")
+        loop.call_later(0.01, os.close, w)
+        guard = loop.call_later(2, loop.stop)
+        loop.run_forever()
+        guard.cancel()
+    finally:
+        os.close(r)
+    assert chunks == [b"data", b""]
+
+
+def test_close_forgets_readers(loop_factory, pair):
+    a, _ = pair
+    loop = loop_factory()
+    loop.add_reader(a, print)
+    loop.add_writer(a, print)
+    loop.close()
+    # The descriptor is still ours and still open.
+    assert a.fileno() >= 0
+    a.send(b"still usable")
+
+
+# -- errors, compared with the stock loop ------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+def test_closed_socket(assert_raises_like_asyncio, method):
+    sock = socket.socket()
+    sock.close()  # fileno() is now -1
+    assert assert_raises_like_asyncio(lambda lp: getattr(lp, method)(sock, print))
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+def test_closed_fd(assert_raises_like_asyncio, method):
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    assert assert_raises_like_asyncio(lambda lp: getattr(lp, method)(r, print))
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+@pytest.mark.parametrize(
+    "target", [object(), "3", 3.0, None, -1], ids=["object", "str", "float", "None", "-1"]
+)
+def test_invalid_objects(assert_raises_like_asyncio, method, target):
+    assert assert_raises_like_asyncio(lambda lp: getattr(lp, method)(target, print))
+
+
+@pytest.mark.parametrize("method", ["add_reader", "add_writer"])
+def test_regular_file(assert_raises_like_asyncio, method, tmp_path):
+    # epoll refuses regular files (EPERM); asyncio lets that OSError through.
+    with open(tmp_path / "file", "wb") as f:
+        assert assert_raises_like_asyncio(lambda lp: getattr(lp, method)(f.fileno(), print))
+
+
+def test_failed_registration_leaves_nothing_behind(loop, tmp_path):
+    with open(tmp_path / "file", "wb") as f:
+        with pytest.raises(OSError) as info:
+            loop.add_reader(f.fileno(), print)
+        assert info.value.errno == errno.EPERM
+        assert loop.remove_reader(f.fileno()) is False
+
+
+@pytest.mark.parametrize("method", ["remove_reader", "remove_writer"])
+@pytest.mark.parametrize("target", [object(), "3", None, -1], ids=["object", "str", "None", "-1"])
+def test_remove_with_invalid_objects(assert_raises_like_asyncio, method, target):
+    assert assert_raises_like_asyncio(lambda lp: getattr(lp, method)(target))
+
+
+def test_closed_loop_refuses_readers(loop, pair):
+    a, _ = pair
+    loop.add_reader(a, print)
+    loop.close()
+    for method in ("add_reader", "add_writer"):
+        with pytest.raises(RuntimeError, match="Event loop is closed"):
+            getattr(loop, method)(a, print)
+    assert loop.remove_reader(a) is False
+    assert loop.remove_writer(a) is False
