@@ -79,6 +79,8 @@ impl FdHandles {
 /// Scheduling state; locked briefly, never across a call into Python.
 struct State {
     ready: VecDeque<Py<Handle>>,
+    /// An empty queue with capacity, swapped with `ready` each lap so no lap allocates.
+    spare: VecDeque<Py<Handle>>,
     /// Each item is a `TimerHandle`, kept as its `Handle` base.
     timers: TimerHeap<Py<Handle>>,
     fds: HashMap<RawFd, FdHandles>,
@@ -112,6 +114,8 @@ pub struct LoopCore {
     signal_rfd: RawFd,
     signal_wfd: RawFd,
     stopping: AtomicBool,
+    /// Set when the inbox has handles, so a lap need not lock it to find out.
+    inbox_pending: AtomicBool,
     closed: AtomicBool,
     debug: AtomicBool,
     /// `threading.get_ident()` of the thread running the loop, 0 when not running.
@@ -153,6 +157,7 @@ impl LoopCore {
             self_ref: pyo3::sync::PyOnceLock::new(),
             state: Mutex::new(State {
                 ready: VecDeque::with_capacity(64),
+                spare: VecDeque::with_capacity(64),
                 timers: TimerHeap::new(),
                 fds: HashMap::new(),
                 signals: HashMap::new(),
@@ -172,6 +177,7 @@ impl LoopCore {
                 waker: Some(waker),
             }),
             stopping: AtomicBool::new(false),
+            inbox_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             debug: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
@@ -328,7 +334,7 @@ impl LoopCore {
                 st.fds.remove(&fd);
             }
             drop(st);
-            drop(new);
+            new.into_iter().for_each(release);
             return Err(os_error(err));
         }
         drop(st);
@@ -336,7 +342,7 @@ impl LoopCore {
         let had = old.is_some();
         if let Some(old) = old {
             old.get().cancelled.store(true, Ordering::Relaxed);
-            drop(old);
+            release(old);
         }
         let _ = py;
         Ok(had)
@@ -457,39 +463,36 @@ impl LoopCore {
     }
 
     /// Steps 3b–4: take what other threads handed over, then the timers that are due.
-    fn collect_ready(&self, py: Python<'_>) {
-        let mut incoming = {
-            let mut inbox = lock(&self.inbox);
-            if inbox.handles.is_empty() {
-                Vec::new()
-            } else {
-                std::mem::take(&mut inbox.handles)
-            }
+    /// Returns the callbacks to run this lap, leaving `ready` empty for those they schedule.
+    fn collect_ready(&self, py: Python<'_>) -> VecDeque<Py<Handle>> {
+        let incoming = if self.inbox_pending.swap(false, Ordering::Acquire) {
+            std::mem::take(&mut lock(&self.inbox).handles)
+        } else {
+            Vec::new()
         };
         let mut st = lock(&self.state);
-        st.ready.extend(incoming.drain(..));
-        if st.timers.is_empty() {
-            return;
+        if !incoming.is_empty() {
+            st.ready.extend(incoming);
         }
-        let end_time = monotonic() + CLOCK_RESOLUTION;
-        while let Some((when, _)) = st.timers.peek() {
-            if when >= end_time {
-                break;
+        if !st.timers.is_empty() {
+            let end_time = monotonic() + CLOCK_RESOLUTION;
+            while let Some((when, _)) = st.timers.peek() {
+                if when >= end_time {
+                    break;
+                }
+                let Some((_, t)) = st.timers.pop() else { break };
+                unschedule(py, &t);
+                st.ready.push_back(t);
             }
-            let Some((_, t)) = st.timers.pop() else { break };
-            unschedule(py, &t);
-            st.ready.push_back(t);
         }
+        let spare = std::mem::take(&mut st.spare);
+        std::mem::replace(&mut st.ready, spare)
     }
 
     /// Step 5: run exactly the callbacks that were ready when the step began.
-    fn run_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+    fn run_ready(slf: &Bound<'_, Self>, mut batch: VecDeque<Py<Handle>>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let mut batch = std::mem::take(&mut lock(&this.state).ready);
-        if batch.is_empty() {
-            return Ok(());
-        }
         let debug = this.is_debug();
         let mut result = Ok(());
         while let Some(h) = batch.pop_front() {
@@ -511,10 +514,7 @@ impl LoopCore {
         }
         let mut st = lock(&this.state);
         if batch.is_empty() {
-            // Keep the larger buffer for the next lap.
-            if st.ready.is_empty() {
-                std::mem::swap(&mut st.ready, &mut batch);
-            }
+            st.spare = batch;
         } else {
             // An exception left callbacks unrun: they stay first in line, as on asyncio.
             while let Some(h) = batch.pop_back() {
@@ -552,8 +552,8 @@ impl LoopCore {
         }
         // Run Python-level signal handlers now (Ctrl-C raises KeyboardInterrupt here).
         py.check_signals()?;
-        this.collect_ready(py);
-        Self::run_ready(slf)
+        let batch = this.collect_ready(py);
+        Self::run_ready(slf, batch)
     }
 }
 
@@ -562,6 +562,14 @@ impl LoopCore {
     pub(crate) fn timer_handle_cancelled(&self) {
         self.timer_cancelled_count.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Let go of the handles of the descriptor and signal tables.
+fn release_maps(fds: HashMap<RawFd, FdHandles>, signals: HashMap<i32, Py<Handle>>) {
+    for slot in fds.into_values() {
+        slot.reader.into_iter().chain(slot.writer).for_each(release);
+    }
+    signals.into_values().for_each(release);
 }
 
 /// The loop took a timer out of its heap.
@@ -636,6 +644,7 @@ impl LoopCore {
         let mut inbox = lock(&this.inbox);
         let was_empty = inbox.handles.is_empty();
         inbox.handles.push(handle.clone_ref(py));
+        this.inbox_pending.store(true, Ordering::Release);
         // One pending wake-up is enough; the loop drains the whole inbox.
         if was_empty {
             if let Some(w) = inbox.waker.as_ref() {
@@ -812,7 +821,9 @@ impl LoopCore {
                 None => st.signals.remove(&sig),
             }
         };
-        old.is_some()
+        let had = old.is_some();
+        old.into_iter().for_each(release);
+        had
     }
 
     /// The native half of `close()`: drop every pending callback and close the descriptors.
@@ -832,7 +843,8 @@ impl LoopCore {
                 std::mem::take(&mut st.signals),
             )
         };
-        drop((io, waker, fds, signals));
+        drop((io, waker));
+        release_maps(fds, signals);
         Python::attach(|py| {
             timers.iter().for_each(|t| unschedule(py, t));
             inbox
@@ -851,11 +863,12 @@ impl LoopCore {
                 traverse_owned(h, &visit)?;
             }
             for slot in st.fds.values() {
-                visit.call(&slot.reader)?;
-                visit.call(&slot.writer)?;
+                for h in slot.reader.iter().chain(slot.writer.iter()) {
+                    traverse_owned(h, &visit)?;
+                }
             }
             for h in st.signals.values() {
-                visit.call(h)?;
+                traverse_owned(h, &visit)?;
             }
         }
         if let Ok(inbox) = self.inbox.try_lock() {
@@ -877,7 +890,7 @@ impl LoopCore {
             )
         };
         let inbox = std::mem::take(&mut lock(&self.inbox).handles);
-        drop((fds, signals));
+        release_maps(fds, signals);
         inbox
             .into_iter()
             .chain(ready)
