@@ -667,7 +667,14 @@ impl LoopCore {
                 "delay must not be None",
             ));
         }
-        let when = (monotonic().into_pyobject(slf.py())?.add(&delay)?).extract::<f64>()?;
+        // asyncio computes `self.time() + delay`; floats and ints take the native path.
+        let when = if let Ok(d) = delay.cast::<pyo3::types::PyFloat>() {
+            monotonic() + d.value()
+        } else if let Ok(d) = delay.cast::<pyo3::types::PyInt>() {
+            monotonic() + d.extract::<f64>()?
+        } else {
+            (monotonic().into_pyobject(slf.py())?.add(&delay)?).extract::<f64>()?
+        };
         Self::schedule_timer(slf, when, callback, args, context, "call_later")
     }
 

@@ -37,21 +37,22 @@ fn format_callback_source<'py>(
 /// The loop a handle belongs to, held weakly where the loop allows it, so that a pending handle
 /// never keeps its loop alive (and a loop and its handles form no reference cycle).
 pub(crate) enum LoopRef {
-    Weak(Py<PyWeakrefReference>),
+    /// A weak reference, and whether the loop is a `LoopCore` (so no type check per use).
+    Weak(Py<PyWeakrefReference>, bool),
     Strong(Py<PyAny>),
 }
 
 impl LoopRef {
     pub(crate) fn new(loop_: &Bound<'_, PyAny>) -> Self {
         match PyWeakrefReference::new(loop_) {
-            Ok(w) => LoopRef::Weak(w.unbind()),
+            Ok(w) => LoopRef::Weak(w.unbind(), loop_.cast::<LoopCore>().is_ok()),
             Err(_) => LoopRef::Strong(loop_.clone().unbind()),
         }
     }
 
     pub(crate) fn clone_ref(&self, py: Python<'_>) -> Self {
         match self {
-            LoopRef::Weak(w) => LoopRef::Weak(w.clone_ref(py)),
+            LoopRef::Weak(w, core) => LoopRef::Weak(w.clone_ref(py), *core),
             LoopRef::Strong(l) => LoopRef::Strong(l.clone_ref(py)),
         }
     }
@@ -59,14 +60,25 @@ impl LoopRef {
     /// The loop, or None if it is gone.
     pub(crate) fn get<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         match self {
-            LoopRef::Weak(w) => w.bind(py).upgrade(),
+            LoopRef::Weak(w, _) => w.bind(py).upgrade(),
             LoopRef::Strong(l) => Some(l.bind(py).clone()),
+        }
+    }
+
+    /// The loop as a `LoopCore`, if it is one and still alive.
+    pub(crate) fn core<'py>(&self, py: Python<'py>) -> Option<Bound<'py, LoopCore>> {
+        match self {
+            LoopRef::Weak(w, true) => w.bind(py).upgrade().map(|l| {
+                // SAFETY: the flag was set from a successful cast of this very object.
+                unsafe { l.cast_into_unchecked::<LoopCore>() }
+            }),
+            _ => None,
         }
     }
 
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
-            LoopRef::Weak(w) => visit.call(w),
+            LoopRef::Weak(w, _) => visit.call(w),
             LoopRef::Strong(l) => visit.call(l),
         }
     }
@@ -158,15 +170,14 @@ impl Handle {
         if self.cancelled.swap(true, Ordering::Relaxed) {
             return;
         }
-        let debug = match self.loop_.get(py) {
-            Some(l) => match l.cast::<LoopCore>() {
-                Ok(core) => core.get().is_debug(),
-                Err(_) => l
-                    .call_method0(intern!(py, "get_debug"))
-                    .and_then(|d| d.is_truthy())
-                    .unwrap_or(false),
-            },
-            None => false,
+        let debug = if let Some(core) = self.loop_.core(py) {
+            core.get().is_debug()
+        } else if let Some(l) = self.loop_.get(py) {
+            l.call_method0(intern!(py, "get_debug"))
+                .and_then(|d| d.is_truthy())
+                .unwrap_or(false)
+        } else {
+            false
         };
         let kept_repr = if debug { repr() } else { None };
         let dropped = {
@@ -414,13 +425,10 @@ impl TimerHandle {
         }
         base.cancel_impl(py, || Self::__repr__(slf).ok());
         if slf.get().scheduled.load(Ordering::Relaxed) {
-            if let Some(l) = base.loop_.get(py) {
-                match l.cast::<LoopCore>() {
-                    Ok(core) => core.get().timer_handle_cancelled(),
-                    Err(_) => {
-                        l.call_method1(intern!(py, "_timer_handle_cancelled"), (slf,))?;
-                    }
-                }
+            if let Some(core) = base.loop_.core(py) {
+                core.get().timer_handle_cancelled();
+            } else if let Some(l) = base.loop_.get(py) {
+                l.call_method1(intern!(py, "_timer_handle_cancelled"), (slf,))?;
             }
         }
         Ok(())
