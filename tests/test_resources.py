@@ -1,0 +1,79 @@
+"""Nothing is leaked: descriptors, pending callbacks, reference cycles through handles."""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import weakref
+
+from conftest import new_loop
+
+
+def open_fds():
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_closing_loops_releases_their_descriptors(loop_factory):
+    before = open_fds()
+    for _ in range(20):
+        loop = loop_factory()
+        a, b = socket.socketpair()
+        loop.add_reader(a, lambda: None)
+        loop.call_later(10, lambda: None)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        loop.close()
+        a.close()
+        b.close()
+    gc.collect()
+    assert open_fds() == before
+
+
+class Payload:
+    pass
+
+
+def test_close_drops_pending_callbacks(loop_factory):
+    loop = loop_factory()
+    soon, later, threadsafe = Payload(), Payload(), Payload()
+    refs = [weakref.ref(p) for p in (soon, later, threadsafe)]
+    loop.call_soon(print, soon)
+    loop.call_later(10, print, later)
+    loop.call_soon_threadsafe(print, threadsafe)
+    del soon, later, threadsafe
+    loop.close()
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+
+
+def test_a_cycle_through_a_kept_handle_is_collected(loop_factory):
+    loop = loop_factory()
+
+    class Owner:
+        def __init__(self):
+            self.handle = loop.call_soon(self.callback)
+            self.timer = loop.call_later(0, self.callback)
+
+        def callback(self):
+            pass
+
+    owner = Owner()
+    ref = weakref.ref(owner)
+    del owner
+    loop.call_later(0.01, loop.stop)
+    loop.run_forever()
+    gc.collect()
+    assert ref() is None
+    loop.close()
+
+
+def test_an_unclosed_loop_with_pending_callbacks_is_collected(loop_kind, recwarn):
+    loop = new_loop(loop_kind)  # not through the fixture, which keeps its loops to close them
+    loop.call_soon(loop.stop)
+    loop.call_later(10, loop.stop)
+    ref = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert ref() is None
+    assert any("unclosed event loop" in str(w.message) for w in recwarn)
