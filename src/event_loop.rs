@@ -785,20 +785,27 @@ impl LoopCore {
         }
     }
 
-    /// Queue `handle` to run whenever `fd` is readable (`add_reader`'s native half).
-    fn _add_reader(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
+    /// Wake the loop from any thread (asyncio's `_write_to_self`).
+    fn _write_to_self(&self) {
+        if let Some(w) = lock(&self.inbox).waker.as_ref() {
+            let _ = w.wake();
+        }
+    }
+
+    /// Queue `handle` to run whenever `fd` is readable (`_add_reader`'s native half).
+    fn _watch_read(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
         self.set_fd_handle(py, fd, false, Some(handle)).map(drop)
     }
 
-    fn _remove_reader(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
+    fn _unwatch_read(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
         self.set_fd_handle(py, fd, false, None)
     }
 
-    fn _add_writer(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
+    fn _watch_write(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
         self.set_fd_handle(py, fd, true, Some(handle)).map(drop)
     }
 
-    fn _remove_writer(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
+    fn _unwatch_write(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
         self.set_fd_handle(py, fd, true, None)
     }
 

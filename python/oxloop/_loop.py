@@ -19,7 +19,8 @@ import sys
 import threading
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events, format_helpers
+import selectors
+from asyncio import base_events, coroutines, events, format_helpers, selector_events, unix_events
 from asyncio.log import logger
 from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
@@ -35,9 +36,42 @@ def _extract_stack():
     return format_helpers.extract_stack(sys._getframe(1))
 
 
+_Unix = unix_events._UnixSelectorEventLoop
+_Selector = selector_events.BaseSelectorEventLoop
+
+
 def _borrow(*names):
-    """asyncio's own implementations of the given BaseEventLoop methods, where they exist."""
-    return {name: _Base.__dict__[name] for name in names if name in _Base.__dict__}
+    """asyncio's own implementations of the given methods, where this Python has them.
+
+    Each name is taken from the most derived of asyncio's Unix loop classes that defines it, as
+    method resolution on ``asyncio.SelectorEventLoop`` would find it.
+    """
+    found = {}
+    for name in names:
+        for cls in (_Unix, _Selector, _Base):
+            if name in cls.__dict__:
+                found[name] = cls.__dict__[name]
+                break
+    return found
+
+
+class _SelectorView:
+    """A read-only ``selectors.BaseSelector`` look at the loop's descriptors.
+
+    asyncio's transports show it in their ``repr`` ("read=polling"); nothing registers through it.
+    """
+
+    def __init__(self, loop):
+        self._loop = weakref.ref(loop)
+
+    def get_key(self, fileobj):
+        fd = _fileobj_to_fd(fileobj)
+        loop = self._loop()
+        reader, writer = loop._fd_handles(fd) if loop is not None else (None, None)
+        if reader is None and writer is None:
+            raise KeyError(f"{fileobj!r} is not registered")
+        events = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
+        return selectors.SelectorKey(fileobj, fd, events, (reader, writer))
 
 
 class Loop(LoopCore, asyncio.AbstractEventLoop):
@@ -59,6 +93,8 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         self._old_agen_hooks = None
         self._signal_handlers = {}
         self._old_wakeup_fd = None
+        self._transports = weakref.WeakValueDictionary()
+        self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
 
     def __repr__(self):
@@ -94,6 +130,77 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "_set_coroutine_origin_tracking",
             "set_debug",
             "__del__",
+        )
+    )
+
+    # -- Networking, pipes, subprocesses: asyncio's own code over our readiness API. --
+    # Connection set-up runs once per connection, where asyncio's code gives exact parity.
+    locals().update(
+        _borrow(
+            # base_events: connections, servers, datagrams, pipes, subprocesses, sendfile, TLS
+            "create_connection",
+            "_connect_sock",
+            "_create_connection_transport",
+            "create_server",
+            "_create_server_getaddrinfo",
+            "_ensure_resolved",
+            "connect_accepted_socket",
+            "create_datagram_endpoint",
+            "connect_read_pipe",
+            "connect_write_pipe",
+            "subprocess_shell",
+            "subprocess_exec",
+            "_log_subprocess",
+            "sendfile",
+            "_sendfile_native",
+            "_sendfile_fallback",
+            "sock_sendfile",
+            "_sock_sendfile_native",
+            "_sock_sendfile_native_impl",
+            "_sock_sendfile_update_filepos",
+            "_sock_add_cancellation_callback",
+            "_sock_sendfile_fallback",
+            "_check_sendfile_params",
+            "start_tls",
+            # selector_events: transports, serving, socket operations
+            "_make_socket_transport",
+            "_make_ssl_transport",
+            "_make_datagram_transport",
+            "_start_serving",
+            "_stop_serving",
+            "_accept_connection",
+            "_accept_connection2",
+            "_ensure_fd_no_transport",
+            "add_reader",
+            "remove_reader",
+            "add_writer",
+            "remove_writer",
+            "sock_recv",
+            "_sock_recv",
+            "_sock_read_done",
+            "sock_recv_into",
+            "_sock_recv_into",
+            "sock_recvfrom",
+            "_sock_recvfrom",
+            "sock_recvfrom_into",
+            "_sock_recvfrom_into",
+            "sock_sendall",
+            "_sock_sendall",
+            "sock_sendto",
+            "_sock_sendto",
+            "sock_connect",
+            "_sock_connect",
+            "_sock_connect_cb",
+            "_sock_write_done",
+            "sock_accept",
+            "_sock_accept",
+            # unix_events: Unix sockets, pipes, subprocesses
+            "create_unix_connection",
+            "create_unix_server",
+            "_make_read_pipe_transport",
+            "_make_write_pipe_transport",
+            "_make_subprocess_transport",
+            "_child_watcher_callback",
         )
     )
 
@@ -160,38 +267,29 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
     def _log_slow_callback(self, handle, dt):
         logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), dt)
 
-    # -- Readiness --
+    # -- Readiness: asyncio's private API, which its transports and socket operations use --
 
-    def _ensure_fd_no_transport(self, fd):
-        """Refuse a descriptor that one of our transports owns (none yet)."""
-
-    def add_reader(self, fd, callback, *args):
-        """Call callback(*args) whenever fd is readable (level-triggered)."""
+    def _add_reader(self, fd, callback, *args):
         self._check_closed()
-        self._ensure_fd_no_transport(fd)
         handle = Handle(callback, args, self, None)
-        self._add_reader(_fileobj_to_fd(fd), handle)
+        self._watch_read(_fileobj_to_fd(fd), handle)
+        return handle
 
-    def remove_reader(self, fd):
-        """Stop watching fd for reading; True if it was watched."""
-        self._ensure_fd_no_transport(fd)
+    def _remove_reader(self, fd):
         if self.is_closed():
             return False
-        return self._remove_reader(_fileobj_to_fd(fd))
+        return self._unwatch_read(_fileobj_to_fd(fd))
 
-    def add_writer(self, fd, callback, *args):
-        """Call callback(*args) whenever fd is writable (level-triggered)."""
+    def _add_writer(self, fd, callback, *args):
         self._check_closed()
-        self._ensure_fd_no_transport(fd)
         handle = Handle(callback, args, self, None)
-        self._add_writer(_fileobj_to_fd(fd), handle)
+        self._watch_write(_fileobj_to_fd(fd), handle)
+        return handle
 
-    def remove_writer(self, fd):
-        """Stop watching fd for writing; True if it was watched."""
-        self._ensure_fd_no_transport(fd)
+    def _remove_writer(self, fd):
         if self.is_closed():
             return False
-        return self._remove_writer(_fileobj_to_fd(fd))
+        return self._unwatch_write(_fileobj_to_fd(fd))
 
     # -- Signals (asyncio.unix_events semantics) --
 
