@@ -97,25 +97,21 @@ struct Io {
     _signal_wsock: OwnedFd,
 }
 
-/// Callbacks handed over by other threads (`call_soon_threadsafe`), and the waker to tell the loop.
-struct Inbox {
-    handles: Vec<Py<Handle>>,
-    waker: Option<Waker>,
-}
-
 #[pyclass(module = "oxloop._oxloop", subclass, frozen, weakref)]
 pub struct LoopCore {
     /// A weak reference to this loop, shared by all its handles.
     self_ref: pyo3::sync::PyOnceLock<LoopRef>,
     state: Mutex<State>,
     io: Mutex<Option<Io>>,
-    inbox: Mutex<Inbox>,
+    /// Wakes the poller; None once closed. Behind a lock so `close` can release it while
+    /// another thread may be calling `call_soon_threadsafe`.
+    waker: Mutex<Option<Waker>>,
     waker_fd: RawFd,
     signal_rfd: RawFd,
     signal_wfd: RawFd,
     stopping: AtomicBool,
-    /// Set when the inbox has handles, so a lap need not lock it to find out.
-    inbox_pending: AtomicBool,
+    /// A wake-up is written and not yet consumed, so another one would change nothing.
+    wake_pending: AtomicBool,
     closed: AtomicBool,
     debug: AtomicBool,
     /// `threading.get_ident()` of the thread running the loop, 0 when not running.
@@ -172,12 +168,9 @@ impl LoopCore {
                 _signal_rsock: signal_rsock,
                 _signal_wsock: signal_wsock,
             })),
-            inbox: Mutex::new(Inbox {
-                handles: Vec::new(),
-                waker: Some(waker),
-            }),
+            waker: Mutex::new(Some(waker)),
             stopping: AtomicBool::new(false),
-            inbox_pending: AtomicBool::new(false),
+            wake_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             debug: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
@@ -350,7 +343,8 @@ impl LoopCore {
 
     /// Step 1 of the lap: drop cancelled timers, and compute how long the poll may block.
     /// `None` means skip the poll: it would not block, and with no descriptor or signal handler
-    /// of the user's registered it could only report the waker, whose inbox is read every lap.
+    /// of the user's registered it could only report the waker, which has nothing to deliver: other
+    /// threads queue their callbacks directly.
     fn prepare_poll(&self, py: Python<'_>) -> Option<Option<Duration>> {
         let mut st = lock(&self.state);
         let mut dropped = Vec::new();
@@ -423,9 +417,11 @@ impl LoopCore {
         let mut st = lock(&self.state);
         for ev in io.events.iter() {
             if ev.fd == self.waker_fd {
-                if let Some(w) = lock(&self.inbox).waker.as_ref() {
+                // Drain first, then clear: a wake-up written in between stays readable.
+                if let Some(w) = lock(&self.waker).as_ref() {
                     w.drain();
                 }
+                self.wake_pending.store(false, Ordering::Release);
                 continue;
             }
             if ev.fd == self.signal_rfd {
@@ -465,15 +461,7 @@ impl LoopCore {
     /// Steps 3b–4: take what other threads handed over, then the timers that are due.
     /// Returns the callbacks to run this lap, leaving `ready` empty for those they schedule.
     fn collect_ready(&self, py: Python<'_>) -> VecDeque<Py<Handle>> {
-        let incoming = if self.inbox_pending.swap(false, Ordering::Acquire) {
-            std::mem::take(&mut lock(&self.inbox).handles)
-        } else {
-            Vec::new()
-        };
         let mut st = lock(&self.state);
-        if !incoming.is_empty() {
-            st.ready.extend(incoming);
-        }
         if !st.timers.is_empty() {
             let end_time = monotonic() + CLOCK_RESOLUTION;
             while let Some((when, _)) = st.timers.peek() {
@@ -558,6 +546,15 @@ impl LoopCore {
 }
 
 impl LoopCore {
+    /// Make the poller's current or next wait return (from any thread).
+    fn wake(&self) {
+        if !self.wake_pending.swap(true, Ordering::AcqRel) {
+            if let Some(w) = lock(&self.waker).as_ref() {
+                let _ = w.wake();
+            }
+        }
+    }
+
     /// A scheduled timer was cancelled: count it, so the heap is compacted when most are.
     pub(crate) fn timer_handle_cancelled(&self) {
         self.timer_cancelled_count.fetch_add(1, Ordering::Relaxed);
@@ -641,16 +638,10 @@ impl LoopCore {
         let py = slf.py();
         let handle = Py::new(py, Self::make_handle(slf, callback, args, context)?)?;
         untrack(&handle);
-        let mut inbox = lock(&this.inbox);
-        let was_empty = inbox.handles.is_empty();
-        inbox.handles.push(handle.clone_ref(py));
-        this.inbox_pending.store(true, Ordering::Release);
-        // One pending wake-up is enough; the loop drains the whole inbox.
-        if was_empty {
-            if let Some(w) = inbox.waker.as_ref() {
-                let _ = w.wake();
-            }
-        }
+        // The ready queue is behind a lock, so the callback keeps its place in line with those
+        // of call_soon, as on asyncio; then the poller is woken, once per pending wake-up.
+        this.push_ready(handle.clone_ref(py));
+        this.wake();
         Ok(handle)
     }
 
@@ -787,9 +778,7 @@ impl LoopCore {
 
     /// Wake the loop from any thread (asyncio's `_write_to_self`).
     fn _write_to_self(&self) {
-        if let Some(w) = lock(&self.inbox).waker.as_ref() {
-            let _ = w.wake();
-        }
+        self.wake();
     }
 
     /// Queue `handle` to run whenever `fd` is readable (`_add_reader`'s native half).
@@ -846,8 +835,7 @@ impl LoopCore {
             return;
         }
         let io = lock(&self.io).take();
-        let waker = lock(&self.inbox).waker.take();
-        let inbox = std::mem::take(&mut lock(&self.inbox).handles);
+        let waker = lock(&self.waker).take();
         let (ready, timers, fds, signals) = {
             let mut st = lock(&self.state);
             (
@@ -861,11 +849,7 @@ impl LoopCore {
         release_maps(fds, signals);
         Python::attach(|py| {
             timers.iter().for_each(|t| unschedule(py, t));
-            inbox
-                .into_iter()
-                .chain(ready)
-                .chain(timers)
-                .for_each(release);
+            ready.into_iter().chain(timers).for_each(release);
         });
     }
 
@@ -885,11 +869,6 @@ impl LoopCore {
                 traverse_owned(h, &visit)?;
             }
         }
-        if let Ok(inbox) = self.inbox.try_lock() {
-            for h in inbox.handles.iter() {
-                traverse_owned(h, &visit)?;
-            }
-        }
         Ok(())
     }
 
@@ -903,13 +882,8 @@ impl LoopCore {
                 std::mem::take(&mut st.signals),
             )
         };
-        let inbox = std::mem::take(&mut lock(&self.inbox).handles);
         release_maps(fds, signals);
-        inbox
-            .into_iter()
-            .chain(ready)
-            .chain(timers)
-            .for_each(release);
+        ready.into_iter().chain(timers).for_each(release);
     }
 
     /// The descriptors this loop owns (epoll, eventfd, signal socketpair), for tests.

@@ -258,6 +258,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         for sig in list(self._signal_handlers):
             self.remove_signal_handler(sig)
         self._close_native()
+        self._selector = None
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:
