@@ -26,6 +26,7 @@ use pyo3::types::PyTuple;
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{release, traverse_owned, untrack, Handle, LoopRef, TimerHandle};
+use crate::transports::stream::StreamCore;
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES` and `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
 const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
@@ -47,9 +48,25 @@ pub(crate) fn monotonic() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-fn os_error(err: io::Error) -> PyErr {
-    PyOSError::new_err((err.raw_os_error().unwrap_or(0), err.to_string()))
+/// `OSError(errno, strerror)`, which Python turns into the matching subclass
+/// (`ConnectionResetError`, `BrokenPipeError`, ...), with the C library's message as CPython's.
+pub(crate) fn os_error_from(err: &io::Error) -> PyErr {
+    match err.raw_os_error() {
+        Some(errno) => {
+            // SAFETY: strerror returns a pointer to a NUL-terminated static or thread-local string.
+            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) };
+            PyOSError::new_err((errno, msg.to_string_lossy().into_owned()))
+        }
+        None => PyOSError::new_err(err.to_string()),
+    }
 }
+
+fn os_error(err: io::Error) -> PyErr {
+    os_error_from(&err)
+}
+
+/// The size of the buffer a stream transport reads into (asyncio's `max_size`).
+const READ_BUFFER_SIZE: usize = 256 * 1024;
 
 fn closed_error() -> PyErr {
     PyRuntimeError::new_err("Event loop is closed")
@@ -109,6 +126,10 @@ pub struct LoopCore {
     waker_fd: RawFd,
     signal_rfd: RawFd,
     signal_wfd: RawFd,
+    /// Transports with queued writes, sent at the end of the lap.
+    flush_queue: Mutex<Vec<Py<StreamCore>>>,
+    /// The buffer every stream transport of this loop reads into.
+    read_buf: Mutex<Vec<u8>>,
     stopping: AtomicBool,
     /// A wake-up is written and not yet consumed, so another one would change nothing.
     wake_pending: AtomicBool,
@@ -169,6 +190,8 @@ impl LoopCore {
                 _signal_wsock: signal_wsock,
             })),
             waker: Mutex::new(Some(waker)),
+            flush_queue: Mutex::new(Vec::new()),
+            read_buf: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             wake_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -541,11 +564,45 @@ impl LoopCore {
         // Run Python-level signal handlers now (Ctrl-C raises KeyboardInterrupt here).
         py.check_signals()?;
         let batch = this.collect_ready(py);
-        Self::run_ready(slf, batch)
+        let ran = Self::run_ready(slf, batch);
+        // Step 6: send what the transports queued during the lap.
+        let flushed = this.flush_transports(py);
+        ran.and(flushed)
     }
 }
 
 impl LoopCore {
+    /// Queue a transport for the end-of-lap flush (it makes sure it is queued once).
+    pub(crate) fn schedule_flush(&self, core: Py<StreamCore>) {
+        lock(&self.flush_queue).push(core);
+    }
+
+    /// The shared read buffer, allocated on first use.
+    pub(crate) fn read_buffer(&self) -> MutexGuard<'_, Vec<u8>> {
+        let mut buf = lock(&self.read_buf);
+        if buf.is_empty() {
+            buf.resize(READ_BUFFER_SIZE, 0);
+        }
+        buf
+    }
+
+    fn flush_transports(&self, py: Python<'_>) -> PyResult<()> {
+        loop {
+            let queued = std::mem::take(&mut *lock(&self.flush_queue));
+            if queued.is_empty() {
+                return Ok(());
+            }
+            let mut queued = queued.into_iter();
+            while let Some(core) = queued.next() {
+                if let Err(e) = StreamCore::flush(core.bind(py)) {
+                    // The others stay queued for the next lap.
+                    lock(&self.flush_queue).extend(queued);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
     /// Make the poller's current or next wait return (from any thread).
     fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
@@ -836,6 +893,7 @@ impl LoopCore {
         }
         let io = lock(&self.io).take();
         let waker = lock(&self.waker).take();
+        let flush_queue = std::mem::take(&mut *lock(&self.flush_queue));
         let (ready, timers, fds, signals) = {
             let mut st = lock(&self.state);
             (
@@ -845,7 +903,7 @@ impl LoopCore {
                 std::mem::take(&mut st.signals),
             )
         };
-        drop((io, waker));
+        drop((io, waker, flush_queue));
         release_maps(fds, signals);
         Python::attach(|py| {
             timers.iter().for_each(|t| unschedule(py, t));

@@ -2,6 +2,7 @@
 
 mod event_loop;
 mod handles;
+mod transports;
 
 use pyo3::prelude::*;
 
@@ -10,5 +11,6 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<event_loop::LoopCore>()?;
+    m.add_class::<transports::stream::StreamCore>()?;
     Ok(())
 }

@@ -25,6 +25,7 @@ from asyncio.log import logger
 from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
 from ._oxloop import Handle, LoopCore, TimerHandle
+from ._transports import _SocketTransport
 
 __all__ = ("Loop", "Handle", "TimerHandle")
 
@@ -163,7 +164,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "_check_sendfile_params",
             "start_tls",
             # selector_events: transports, serving, socket operations
-            "_make_socket_transport",
             "_make_ssl_transport",
             "_make_datagram_transport",
             "_start_serving",
@@ -267,6 +267,9 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
     def _log_slow_callback(self, handle, dt):
         logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), dt)
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        return _SocketTransport(self, sock, protocol, waiter, extra, server)
 
     # -- Readiness: asyncio's private API, which its transports and socket operations use --
 

@@ -1,0 +1,198 @@
+//! The write queue of a stream transport: chunks waiting to be sent, sent with one `writev`.
+//!
+//! Guarantees:
+//! - Bytes leave in the order they were queued; a partial write resumes mid-chunk.
+//! - One `writev` per [`WriteQueue::write_to`], with at most `IOV_MAX` chunks.
+//! - Chunks that were fully sent are handed back to the caller (to be released where the caller
+//!   chooses, e.g. outside a lock), never dropped while a borrow of them is live.
+//!
+//! The queue is generic over its chunk type and holds no Python objects of its own.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+
+/// The most iovecs one `writev` takes on Linux (`IOV_MAX`).
+pub const IOV_MAX: usize = 1024;
+
+/// Something whose bytes can be sent; the bytes must not move while the chunk is queued.
+pub trait Chunk {
+    fn as_bytes(&self) -> &[u8];
+}
+
+impl Chunk for Vec<u8> {
+    fn as_bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// Chunks waiting to be written, and how much of the first one is already gone.
+pub struct WriteQueue<C> {
+    chunks: VecDeque<C>,
+    /// Bytes of the first chunk already written.
+    head_sent: usize,
+    /// Bytes still to write, over all chunks.
+    len: usize,
+}
+
+impl<C: Chunk> Default for WriteQueue<C> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C: Chunk> WriteQueue<C> {
+    pub fn new() -> Self {
+        WriteQueue {
+            chunks: VecDeque::new(),
+            head_sent: 0,
+            len: 0,
+        }
+    }
+
+    /// Bytes still to write.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Chunks still (partly) to write.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Queue a chunk; an empty one is handed back at once.
+    pub fn push(&mut self, chunk: C) -> Option<C> {
+        let n = chunk.as_bytes().len();
+        if n == 0 {
+            return Some(chunk);
+        }
+        self.len += n;
+        self.chunks.push_back(chunk);
+        None
+    }
+
+    /// Forget `n` written bytes; returns the chunks that are now fully written.
+    pub fn consume(&mut self, mut n: usize) -> Vec<C> {
+        let mut done = Vec::new();
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let left = front.as_bytes().len() - self.head_sent;
+            if n >= left {
+                n -= left;
+                self.head_sent = 0;
+                if let Some(c) = self.chunks.pop_front() {
+                    done.push(c);
+                }
+            } else {
+                self.head_sent += n;
+                n = 0;
+            }
+        }
+        done
+    }
+
+    /// Remove everything; returns the chunks.
+    pub fn clear(&mut self) -> Vec<C> {
+        self.head_sent = 0;
+        self.len = 0;
+        self.chunks.drain(..).collect()
+    }
+
+    /// Write as much as the descriptor takes with one `writev`. Returns the bytes written and the
+    /// chunks now fully written; `WouldBlock` means nothing could be written now.
+    pub fn write_to(
+        &mut self,
+        fd: RawFd,
+        iov: &mut Vec<libc::iovec>,
+    ) -> io::Result<(usize, Vec<C>)> {
+        iov.clear();
+        for (i, c) in self.chunks.iter().take(IOV_MAX).enumerate() {
+            let b = c.as_bytes();
+            let skip = if i == 0 { self.head_sent } else { 0 };
+            iov.push(libc::iovec {
+                iov_base: b[skip..].as_ptr() as *mut libc::c_void,
+                iov_len: b.len() - skip,
+            });
+        }
+        if iov.is_empty() {
+            return Ok((0, Vec::new()));
+        }
+        loop {
+            // SAFETY: every iovec points into a chunk owned by this queue, which is not changed
+            // until writev returns.
+            let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+            if n >= 0 {
+                let n = n as usize;
+                return Ok((n, self.consume(n)));
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn counts_and_consumes_mid_chunk() {
+        let mut q: WriteQueue<Vec<u8>> = WriteQueue::new();
+        assert!(q.push(Vec::new()).is_some());
+        assert!(q.push(b"hello".to_vec()).is_none());
+        assert!(q.push(b"world".to_vec()).is_none());
+        assert_eq!((q.len(), q.chunk_count()), (10, 2));
+        assert!(q.consume(3).is_empty());
+        assert_eq!(q.len(), 7);
+        let done = q.consume(4);
+        assert_eq!(done, vec![b"hello".to_vec()]);
+        assert_eq!((q.len(), q.chunk_count()), (3, 1));
+        assert_eq!(q.clear(), vec![b"world".to_vec()]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn writev_sends_everything_in_order_in_one_call() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let mut q: WriteQueue<Vec<u8>> = WriteQueue::new();
+        for part in [&b"GET / "[..], b"HTTP/1.1\r\n", b"\r\n"] {
+            q.push(part.to_vec());
+        }
+        q.consume(2);
+        let mut iov = Vec::new();
+        let (n, done) = q.write_to(a.as_raw_fd(), &mut iov).unwrap();
+        assert_eq!(n, 16);
+        assert_eq!(done.len(), 3);
+        assert!(q.is_empty());
+        let mut got = [0u8; 16];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"T / HTTP/1.1\r\n\r\n");
+    }
+
+    #[test]
+    fn a_full_socket_reports_would_block_and_keeps_the_rest() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut q: WriteQueue<Vec<u8>> = WriteQueue::new();
+        q.push(vec![7u8; 8 << 20]);
+        let mut iov = Vec::new();
+        let (n, done) = q.write_to(a.as_raw_fd(), &mut iov).unwrap();
+        assert!(n > 0 && n < 8 << 20);
+        assert!(done.is_empty());
+        assert_eq!(q.len(), (8 << 20) - n);
+        let err = q.write_to(a.as_raw_fd(), &mut iov).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+}

@@ -1,0 +1,3 @@
+//! Native halves of the transports: what runs per packet.
+
+pub mod stream;
