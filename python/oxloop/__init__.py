@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Any, Coroutine, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from ._loop import Loop
 
-__all__ = ("Loop", "EventLoopPolicy", "new_event_loop", "install", "run")
+__all__ = ("EventLoopPolicy", "Loop", "install", "new_event_loop", "run")
 __version__ = "0.1.0"
 
 _T = TypeVar("_T")

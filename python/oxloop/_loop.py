@@ -12,22 +12,27 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
-import os
+import selectors
 import signal
 import socket
 import sys
 import threading
-import warnings
 import weakref
-import selectors
-from asyncio import base_events, coroutines, events, format_helpers, selector_events, unix_events
+from asyncio import (
+    base_events,
+    coroutines,
+    events,
+    format_helpers,
+    selector_events,
+    unix_events,
+)
 from asyncio.log import logger
 from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
 from ._oxloop import Handle, LoopCore, TimerHandle
 from ._transports import _SocketTransport
 
-__all__ = ("Loop", "Handle", "TimerHandle")
+__all__ = ("Handle", "Loop", "TimerHandle")
 
 _Base = base_events.BaseEventLoop
 
