@@ -572,6 +572,36 @@ impl LoopCore {
 }
 
 impl LoopCore {
+    /// `call_soon` and `call_soon_threadsafe` (see `fastcall.rs` for their argument parsing).
+    pub(crate) fn call_soon_impl(
+        slf: &Bound<'_, Self>,
+        callback: Bound<'_, PyAny>,
+        args: Bound<'_, PyTuple>,
+        context: Option<Py<PyAny>>,
+        threadsafe: bool,
+    ) -> PyResult<Py<Handle>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        if this.is_debug() {
+            let method = if threadsafe {
+                "call_soon_threadsafe"
+            } else {
+                "call_soon"
+            };
+            Self::debug_checks(slf, &callback, method, !threadsafe)?;
+        }
+        let handle = Py::new(py, Self::make_handle(slf, callback, args, context)?)?;
+        untrack(&handle);
+        // The ready queue is behind a lock, so a thread-safe callback keeps its place in line
+        // with those of call_soon, as on asyncio; then the poller is woken, once per wake-up.
+        this.push_ready(handle.clone_ref(py));
+        if threadsafe {
+            this.wake();
+        }
+        Ok(handle)
+    }
+
     /// Queue a transport for the end-of-lap flush (it makes sure it is queued once).
     pub(crate) fn schedule_flush(&self, core: Py<StreamCore>) {
         lock(&self.flush_queue).push(core);
@@ -660,46 +690,6 @@ impl LoopCore {
     /// The loop's clock: `time.monotonic()`.
     fn time(&self) -> f64 {
         monotonic()
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon(
-        slf: &Bound<'_, Self>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Py<PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let this = slf.get();
-        this.check_closed()?;
-        if this.is_debug() {
-            Self::debug_checks(slf, &callback, "call_soon", true)?;
-        }
-        let handle = Py::new(slf.py(), Self::make_handle(slf, callback, args, context)?)?;
-        untrack(&handle);
-        this.push_ready(handle.clone_ref(slf.py()));
-        Ok(handle)
-    }
-
-    #[pyo3(signature = (callback, *args, context=None))]
-    fn call_soon_threadsafe(
-        slf: &Bound<'_, Self>,
-        callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
-        context: Option<Py<PyAny>>,
-    ) -> PyResult<Py<Handle>> {
-        let this = slf.get();
-        this.check_closed()?;
-        if this.is_debug() {
-            Self::debug_checks(slf, &callback, "call_soon_threadsafe", false)?;
-        }
-        let py = slf.py();
-        let handle = Py::new(py, Self::make_handle(slf, callback, args, context)?)?;
-        untrack(&handle);
-        // The ready queue is behind a lock, so the callback keeps its place in line with those
-        // of call_soon, as on asyncio; then the poller is woken, once per pending wake-up.
-        this.push_ready(handle.clone_ref(py));
-        this.wake();
-        Ok(handle)
     }
 
     #[pyo3(signature = (delay, callback, *args, context=None))]

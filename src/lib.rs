@@ -1,6 +1,8 @@
 //! The `oxloop._oxloop` extension module: registers the native classes, nothing else.
+//! (`fastcall` adds the two hand-parsed methods to `LoopCore`.)
 
 mod event_loop;
+mod fastcall;
 mod handles;
 mod transports;
 
@@ -11,6 +13,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
     m.add_class::<event_loop::LoopCore>()?;
+    fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<transports::stream::StreamCore>()?;
     Ok(())
 }

@@ -1,0 +1,156 @@
+//! `call_soon` and `call_soon_threadsafe` as METH_FASTCALL methods with hand-written argument
+//! parsing.
+//!
+//! They are the hottest entry points of the loop (every Task step and every Future callback goes
+//! through `call_soon(callback, context=ctx)`), and generic `#[pymethods]` argument extraction
+//! cost about as much as the rest of the call. The signature and errors are asyncio's:
+//! `call_soon(callback, *args, context=None)`. A panic is caught here and raised as
+//! `pyo3.PanicException`; it never unwinds into the interpreter.
+
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::ffi;
+use pyo3::panic::PanicException;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple, PyType};
+
+use crate::event_loop::LoopCore;
+
+/// Parse `(callback, *args, context=None)` and run `call_soon_impl`.
+///
+/// # Safety
+/// Called by CPython as a METH_FASTCALL|METH_KEYWORDS method of `LoopCore`: `slf` is a
+/// `LoopCore` instance, `args` holds `nargs` positional then `len(kwnames)` keyword values.
+unsafe fn call_soon_common(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+    threadsafe: bool,
+) -> *mut ffi::PyObject {
+    let name = if threadsafe {
+        "call_soon_threadsafe"
+    } else {
+        "call_soon"
+    };
+    let body = AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        // SAFETY: CPython calls methods with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: the method descriptor checked that `slf` is a LoopCore.
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf).cast_into_unchecked::<LoopCore>() };
+        if nargs < 1 {
+            return Err(PyTypeError::new_err(format!(
+                "{name}() missing 1 required positional argument: 'callback'"
+            )));
+        }
+        let nargs = nargs as usize;
+        // SAFETY: `args` has `nargs + len(kwnames)` valid borrowed references.
+        let positional = unsafe { std::slice::from_raw_parts(args, nargs) };
+        let callback = unsafe { Bound::from_borrowed_ptr(py, positional[0]) };
+        let mut context = None;
+        if !kwnames.is_null() {
+            // SAFETY: kwnames is a tuple of str when not NULL.
+            let names =
+                unsafe { Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>() };
+            for (i, key) in names.iter().enumerate() {
+                let key = key.cast_into::<PyString>()?;
+                if key.to_cow()? != "context" {
+                    return Err(PyTypeError::new_err(format!(
+                        "{name}() got an unexpected keyword argument '{}'",
+                        key.to_cow()?
+                    )));
+                }
+                // SAFETY: keyword values follow the positional ones.
+                context =
+                    Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs + i)) }.unbind());
+            }
+        }
+        let rest = PyTuple::new(
+            py,
+            positional[1..].iter().map(|&p| {
+                // SAFETY: each positional entry is a valid borrowed reference.
+                unsafe { Bound::from_borrowed_ptr(py, p) }
+            }),
+        )?;
+        LoopCore::call_soon_impl(&slf, callback, rest, context, threadsafe).map(|h| h.into_any())
+    });
+    match catch_unwind(body) {
+        Ok(Ok(handle)) => handle.into_ptr(),
+        Ok(Err(err)) => {
+            // SAFETY: attached, as above.
+            err.restore(unsafe { Python::assume_attached() });
+            std::ptr::null_mut()
+        }
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic in oxloop".into());
+            PanicException::new_err(msg).restore(unsafe { Python::assume_attached() });
+            std::ptr::null_mut()
+        }
+    }
+}
+
+unsafe extern "C" fn call_soon(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: forwarded as received from CPython.
+    unsafe { call_soon_common(slf, args, nargs, kwnames, false) }
+}
+
+unsafe extern "C" fn call_soon_threadsafe(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: forwarded as received from CPython.
+    unsafe { call_soon_common(slf, args, nargs, kwnames, true) }
+}
+
+const CALL_SOON_DOC: &CStr = c"call_soon($self, callback, /, *args, context=None)\n--\n\n\
+Arrange for callback(*args) to be called in the next lap of the loop; return a Handle.";
+const CALL_SOON_THREADSAFE_DOC: &CStr =
+    c"call_soon_threadsafe($self, callback, /, *args, context=None)\n--\n\n\
+Like call_soon(), but callable from any thread: wakes the loop.";
+
+/// Add the two methods to the `LoopCore` type.
+pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
+    let py = ty.py();
+    let methods: [(
+        &'static CStr,
+        ffi::PyCFunctionFastWithKeywords,
+        &'static CStr,
+    ); 2] = [
+        (c"call_soon", call_soon, CALL_SOON_DOC),
+        (
+            c"call_soon_threadsafe",
+            call_soon_threadsafe,
+            CALL_SOON_THREADSAFE_DOC,
+        ),
+    ];
+    for (name, func, doc) in methods {
+        // The definition must outlive the type, which lives as long as the process.
+        let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: func,
+            },
+            ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            ml_doc: doc.as_ptr() as *const c_char,
+        }));
+        // SAFETY: `ty` is a live type object and `def` a valid, leaked method definition.
+        let descr = unsafe {
+            Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def))?
+        };
+        ty.setattr(name.to_str().unwrap_or_default(), descr)?;
+    }
+    Ok(())
+}
