@@ -281,3 +281,25 @@ def test_closed_loop_refuses_readers(loop, pair):
             getattr(loop, method)(a, print)
     assert loop.remove_reader(a) is False
     assert loop.remove_writer(a) is False
+
+
+def test_io_is_seen_while_callbacks_keep_the_loop_busy(loop, pair):
+    # A chain of ready callbacks never lets the poll block; readiness must still be noticed.
+    a, b = pair
+    fired = []
+    laps = 0
+
+    def spin():
+        nonlocal laps
+        laps += 1
+        if fired or laps > 2_000_000:
+            loop.stop()
+        else:
+            loop.call_soon(spin)
+
+    loop.add_reader(a, lambda: fired.append(laps))
+    loop.call_soon(spin)
+    loop.call_later(0.01, b.send, b"x")
+    loop.run_forever()
+    loop.remove_reader(a)
+    assert fired, "the reader never ran while the loop was busy"
