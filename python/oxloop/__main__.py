@@ -1,6 +1,6 @@
 """Run asyncio programs on oxloop.
 
-    python -m oxloop                    the demo: the overview's four examples, on oxloop
+    python -m oxloop                    the demo: the overview's six examples, on oxloop
     python -m oxloop script.py [args]   run an asyncio program with oxloop as its event loop
     python -m oxloop -m module [args]   the same for a module, as ``python -m module`` does
 
@@ -14,21 +14,25 @@ import importlib.util
 import os
 import runpy
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import oxloop
 
 USAGE = """\
-usage: python -m oxloop                    run the demo (four small asyncio examples)
+usage: python -m oxloop                    run the demo (six small asyncio examples)
        python -m oxloop script.py [args]   run an asyncio program on oxloop
        python -m oxloop -m module [args]   run a module as a script on oxloop"""
 
-# The demo, in the overview's order: module in oxloop._examples, and what it shows.
+# The demo, in the overview's order: module in oxloop._examples, its command-line
+# arguments, and what it shows. The network examples talk to servers of their own on
+# 127.0.0.1, so the demo needs no network.
 DEMO = (
-    ("compute", "two coroutines chained together"),
-    ("future", "a future resolved by a coroutine, with a done-callback"),
-    ("task", "the same with a task"),
-    ("factorial", "three tasks side by side"),
+    ("compute", (), "two coroutines chained together"),
+    ("future", (), "a future resolved by a coroutine, with a done-callback"),
+    ("task", (), "the same with a task"),
+    ("factorial", (), "three tasks side by side"),
+    ("headers", (), "HTTP headers over the Streams API, from a local server"),
+    ("echo_server", ("--demo",), "an echo server over a protocol, and one client"),
 )
 
 # Subcommands: `python -m oxloop NAME [args]` calls SUBCOMMANDS[NAME](args) and exits
@@ -36,18 +40,24 @@ DEMO = (
 SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
 
 
-def demo_header(name: str, title: str) -> str:
-    return f"--- {name}.py: {title}"
+def demo_header(name: str, title: str, args: Sequence[str] = ()) -> str:
+    return f"--- {' '.join([f'{name}.py', *args])}: {title}"
 
 
 def run_demo() -> int:
     oxloop.install()
     print(f"oxloop {oxloop.__version__}: the examples of the overview 'Asynchronous Python'")
-    for name, title in DEMO:
-        print()
-        print(demo_header(name, title), flush=True)
-        runpy.run_module(f"oxloop._examples.{name}", run_name="__main__")
-        sys.stdout.flush()
+    argv = sys.argv
+    try:
+        for name, args, title in DEMO:
+            print()
+            print(demo_header(name, title, args), flush=True)
+            # Each example sees the command line `python NAME.py ARGS`.
+            sys.argv = [f"{name}.py", *args]
+            runpy.run_module(f"oxloop._examples.{name}", run_name="__main__")
+            sys.stdout.flush()
+    finally:
+        sys.argv = argv
     return 0
 
 

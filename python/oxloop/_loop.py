@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import os
 import selectors
 import signal
 import socket
@@ -56,7 +57,11 @@ def _borrow(*names):
     for name in names:
         for cls in (_Unix, _Selector, _Base):
             if name in cls.__dict__:
-                found[name] = cls.__dict__[name]
+                func = cls.__dict__[name]
+                # Zero-argument super() binds to asyncio's class, which Loop does not derive from.
+                if "__class__" in getattr(func, "__code__", compile("", "", "exec")).co_freevars:
+                    raise TypeError(f"{cls.__name__}.{name} uses super(); Loop must define it")
+                found[name] = func
                 break
     return found
 
@@ -100,6 +105,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         self._signal_handlers = {}
         self._old_wakeup_fd = None
         self._transports = weakref.WeakValueDictionary()
+        self._unix_server_sockets = {}  # 3.13's create_unix_server(cleanup_socket=True)
         self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
 
@@ -172,7 +178,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "_make_ssl_transport",
             "_make_datagram_transport",
             "_start_serving",
-            "_stop_serving",
             "_accept_connection",
             "_accept_connection2",
             "_ensure_fd_no_transport",
@@ -272,6 +277,21 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
     def _log_slow_callback(self, handle, dt):
         logger.warning("Executing %s took %.3f seconds", base_events._format_handle(handle), dt)
+
+    def _stop_serving(self, sock):
+        """Stop accepting on sock and close it; a Unix socket made by create_unix_server with
+        cleanup_socket=True (3.13) also loses its path, as on asyncio."""
+        path = sock.getsockname() if sock in self._unix_server_sockets else None
+        _Selector._stop_serving(self, sock)
+        if path is not None:
+            prev_ino = self._unix_server_sockets.pop(sock)
+            try:
+                if os.stat(path).st_ino == prev_ino:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return _SocketTransport(self, sock, protocol, waiter, extra, server)

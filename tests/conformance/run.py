@@ -561,7 +561,9 @@ def version_key(version: str) -> tuple[int, ...]:
 
 
 def write_report(path: Path, all_results: list[dict]) -> None:
-    all_results = sorted(all_results, key=lambda r: (version_key(r["version"]), r["loop"]))
+    # One result per Python and loop: the last one given.
+    by_run = {(r["python"], r["loop"]): r for r in all_results}
+    all_results = sorted(by_run.values(), key=lambda r: (version_key(r["version"]), r["loop"]))
     # Modules and failures are reported for oxloop's results (for all, if none is oxloop's).
     subject = [r for r in all_results if r["loop"] == "oxloop"] or all_results
     versions = [r["version"] for r in subject]

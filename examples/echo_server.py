@@ -1,0 +1,1 @@
+../python/oxloop/_examples/echo_server.py
