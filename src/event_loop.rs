@@ -130,6 +130,8 @@ pub struct LoopCore {
     signal_wfd: RawFd,
     /// Transports with queued writes, sent at the end of the lap.
     flush_queue: Mutex<Vec<Py<StreamCore>>>,
+    /// `flush_queue` may be non-empty (read without taking its lock).
+    flush_pending: AtomicBool,
     /// The buffer every stream transport of this loop reads into.
     read_buf: Mutex<Vec<u8>>,
     stopping: AtomicBool,
@@ -195,6 +197,7 @@ impl LoopCore {
             })),
             waker: Mutex::new(Some(waker)),
             flush_queue: Mutex::new(Vec::new()),
+            flush_pending: AtomicBool::new(false),
             read_buf: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             last_poll: AtomicU64::new(0),
@@ -378,7 +381,9 @@ impl LoopCore {
         let mut dropped = Vec::new();
         let cancelled = self.timer_cancelled_count.load(Ordering::Relaxed);
         let n = st.timers.len();
-        if n > MIN_SCHEDULED_TIMER_HANDLES
+        if cancelled == 0 {
+            // Nothing to drop.
+        } else if n > MIN_SCHEDULED_TIMER_HANDLES
             && cancelled as f64 / n as f64 > MIN_CANCELLED_TIMER_HANDLES_FRACTION
         {
             dropped = st.timers.retain(|t| !t.get().is_cancelled());
@@ -446,7 +451,8 @@ impl LoopCore {
             py.detach(|| poller.wait(epoll_buf, timeout, events))
         };
         res.map_err(os_error)?;
-        self.last_poll.store(monotonic().to_bits(), Ordering::Relaxed);
+        self.last_poll
+            .store(monotonic().to_bits(), Ordering::Relaxed);
         if io.events.is_empty() {
             return Ok(());
         }
@@ -619,6 +625,7 @@ impl LoopCore {
     /// Queue a transport for the end-of-lap flush (it makes sure it is queued once).
     pub(crate) fn schedule_flush(&self, core: Py<StreamCore>) {
         lock(&self.flush_queue).push(core);
+        self.flush_pending.store(true, Ordering::Relaxed);
     }
 
     /// The shared read buffer, allocated on first use.
@@ -631,6 +638,9 @@ impl LoopCore {
     }
 
     fn flush_transports(&self, py: Python<'_>) -> PyResult<()> {
+        if !self.flush_pending.swap(false, Ordering::Relaxed) {
+            return Ok(());
+        }
         loop {
             let queued = std::mem::take(&mut *lock(&self.flush_queue));
             if queued.is_empty() {
@@ -641,6 +651,7 @@ impl LoopCore {
                 if let Err(e) = StreamCore::flush(core.bind(py)) {
                     // The others stay queued for the next lap.
                     lock(&self.flush_queue).extend(queued);
+                    self.flush_pending.store(true, Ordering::Relaxed);
                     return Err(e);
                 }
             }

@@ -67,13 +67,17 @@ unsafe fn call_soon_common(
                     Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs + i)) }.unbind());
             }
         }
-        let rest = PyTuple::new(
-            py,
-            positional[1..].iter().map(|&p| {
-                // SAFETY: each positional entry is a valid borrowed reference.
-                unsafe { Bound::from_borrowed_ptr(py, p) }
-            }),
-        )?;
+        let rest = if nargs == 1 {
+            PyTuple::empty(py)
+        } else {
+            PyTuple::new(
+                py,
+                positional[1..].iter().map(|&p| {
+                    // SAFETY: each positional entry is a valid borrowed reference.
+                    unsafe { Bound::from_borrowed_ptr(py, p) }
+                }),
+            )?
+        };
         LoopCore::call_soon_impl(&slf, callback, rest, context, threadsafe).map(|h| h.into_any())
     });
     match catch_unwind(body) {
