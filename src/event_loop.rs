@@ -406,27 +406,31 @@ impl LoopCore {
         for t in &dropped {
             unschedule(py, t);
         }
-        let timeout = if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) {
-            let nothing_to_report = st.fds.is_empty() && st.signals.is_empty();
-            // While callbacks keep being ready the loop is busy: it then looks for I/O at least
-            // every BUSY_POLL_INTERVAL instead of on every lap, saving a syscall per lap. The
-            // first lap of each run_forever always polls.
-            let last = self.last_poll.load(Ordering::Relaxed);
-            let polled_recently = !st.ready.is_empty()
-                && last != 0
-                && monotonic() - f64::from_bits(last) < BUSY_POLL_INTERVAL;
-            if nothing_to_report || polled_recently {
-                drop(st);
-                dropped.into_iter().for_each(release);
-                return None;
-            }
-            Some(Duration::ZERO)
-        } else if let Some((when, _)) = st.timers.peek() {
-            let secs = (when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
-            Some(Duration::from_secs_f64(secs))
-        } else {
-            None
-        };
+        // Writes queued outside a lap (between two run_until_complete calls, say) are flushed
+        // at the end of this lap, so it must not block first.
+        let flush_waiting = self.flush_pending.load(Ordering::Relaxed);
+        let timeout =
+            if !st.ready.is_empty() || self.stopping.load(Ordering::Relaxed) || flush_waiting {
+                let nothing_to_report = st.fds.is_empty() && st.signals.is_empty();
+                // While callbacks keep being ready the loop is busy: it then looks for I/O at least
+                // every BUSY_POLL_INTERVAL instead of on every lap, saving a syscall per lap. The
+                // first lap of each run_forever always polls.
+                let last = self.last_poll.load(Ordering::Relaxed);
+                let polled_recently = !st.ready.is_empty()
+                    && last != 0
+                    && monotonic() - f64::from_bits(last) < BUSY_POLL_INTERVAL;
+                if nothing_to_report || polled_recently {
+                    drop(st);
+                    dropped.into_iter().for_each(release);
+                    return None;
+                }
+                Some(Duration::ZERO)
+            } else if let Some((when, _)) = st.timers.peek() {
+                let secs = (when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+                Some(Duration::from_secs_f64(secs))
+            } else {
+                None
+            };
         drop(st);
         dropped.into_iter().for_each(release);
         Some(timeout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import socket
@@ -77,3 +78,24 @@ def test_an_unclosed_loop_with_pending_callbacks_is_collected(loop_kind, recwarn
     gc.collect()
     assert ref() is None
     assert any("unclosed event loop" in str(w.message) for w in recwarn)
+
+
+def test_a_write_made_while_the_loop_is_not_running_is_sent(loop):
+    # asyncio sends at once; oxloop queues until the next lap, which must not block first.
+    received = loop.create_future()
+
+    class Server(asyncio.Protocol):
+        def data_received(self, data):
+            if not received.done():
+                received.set_result(data)
+
+    server = loop.run_until_complete(loop.create_server(Server, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    transport, _ = loop.run_until_complete(
+        loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+    )
+    transport.write(b"sent outside a lap")
+    assert loop.run_until_complete(asyncio.wait_for(received, 5)) == b"sent outside a lap"
+    transport.close()
+    server.close()
+    loop.run_until_complete(server.wait_closed())

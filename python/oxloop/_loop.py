@@ -209,7 +209,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "create_unix_server",
             "_make_read_pipe_transport",
             "_make_write_pipe_transport",
-            "_make_subprocess_transport",
             "_child_watcher_callback",
         )
     )
@@ -295,6 +294,57 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return _SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
+                                         bufsize, extra=None, **kwargs):
+        """Spawn with subprocess.Popen (every argument works) and learn the exit from a pidfd."""
+        # A child watcher set on the policy (the 3.10-3.13 API) is used, as on asyncio.
+        if not hasattr(os, "pidfd_open") or _policy_child_watcher() is not None:
+            return await _Unix._make_subprocess_transport(
+                self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra, **kwargs
+            )
+        waiter = self.create_future()
+        transp = unix_events._UnixSubprocessTransport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+            waiter=waiter, extra=extra, **kwargs,
+        )
+        self._watch_child(transp.get_pid(), transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    def _watch_child(self, pid, transp):
+        """Report the exit of child pid to transp, from a pidfd watched by the poller: no thread
+        per child and no SIGCHLD handler."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            # Already reaped by someone else: asyncio's watchers report 255 then.
+            logger.warning("Unknown child process pid %d, will report returncode 255", pid)
+            self.call_soon(transp._process_exited, 255)
+            return
+
+        def exited():
+            self._remove_reader(pidfd)
+            os.close(pidfd)
+            try:
+                _, status = os.waitpid(pid, 0)  # the pidfd is readable: the child has exited
+            except ChildProcessError:
+                logger.warning("Unknown child process pid %d, will report returncode 255", pid)
+                returncode = 255
+            else:
+                returncode = os.waitstatus_to_exitcode(status)
+            if self._debug:
+                logger.debug("process %s exited with returncode %s", pid, returncode)
+            transp._process_exited(returncode)
+
+        self._add_reader(pidfd, exited)
 
     # -- Readiness: asyncio's private API, which its transports and socket operations use --
 
@@ -398,6 +448,11 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
     async def getnameinfo(self, sockaddr, flags=0):
         """socket.getnameinfo, in the default executor."""
         return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
+
+def _policy_child_watcher():
+    """The child watcher the event loop policy holds, if one was set or made (3.10-3.13)."""
+    return getattr(events.get_event_loop_policy(), "_watcher", None)
 
 
 def _sighandler_noop(signum, frame):
