@@ -8,6 +8,7 @@ import os
 import socket
 import weakref
 
+import pytest
 from conftest import new_loop
 
 
@@ -97,5 +98,52 @@ def test_a_write_made_while_the_loop_is_not_running_is_sent(loop):
     transport.write(b"sent outside a lap")
     assert loop.run_until_complete(asyncio.wait_for(received, 5)) == b"sent outside a lap"
     transport.close()
+    server.close()
+    loop.run_until_complete(server.wait_closed())
+
+
+def test_a_closed_transport_leaves_no_watcher_on_its_descriptor(loop):
+    # A protocol that writes again from resume_writing: once everything is sent and the
+    # transport is closed, its descriptor must be watched by nothing (the number is reused).
+    done = loop.create_future()
+    total = 4 * 1024 * 1024
+
+    class Writer(asyncio.Protocol):
+        resumed = 0
+
+        def connection_made(self, transport):
+            self.transport = transport
+            transport.write(b"x" * total)
+
+        def resume_writing(self):
+            self.resumed += 1
+            if self.resumed == 1:
+                self.transport.write(b"y" * 1024)
+                self.transport.close()
+
+        def connection_lost(self, exc):
+            done.set_result(exc)
+
+    drained = loop.create_future()
+
+    async def drain_server(reader, writer):
+        while await reader.read(1 << 16):
+            pass
+        writer.close()
+        drained.set_result(None)
+
+    server = loop.run_until_complete(asyncio.start_server(drain_server, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    transport, protocol = loop.run_until_complete(
+        loop.create_connection(Writer, "127.0.0.1", port)
+    )
+    fd = transport.get_extra_info("socket").fileno()
+    assert loop.run_until_complete(asyncio.wait_for(done, 10)) is None
+    loop.run_until_complete(asyncio.wait_for(drained, 10))
+    if hasattr(loop, "_fd_handles"):
+        assert loop._fd_handles(fd) == (None, None)
+    else:
+        with pytest.raises(KeyError):
+            loop._selector.get_key(fd)
     server.close()
     loop.run_until_complete(server.wait_closed())

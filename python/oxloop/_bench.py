@@ -517,7 +517,7 @@ def main(argv: list[str]) -> int:
     )
     print(
         f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs; "
-        f"{args.repeat} repetitions, median"
+        f"median of {args.repeat} repetition{'s' if args.repeat > 1 else ''}"
     )
     for name in args.loops:
         if name in factories:

@@ -25,6 +25,7 @@ from asyncio import (
     events,
     format_helpers,
     selector_events,
+    sslproto,
     unix_events,
 )
 from asyncio.log import logger
@@ -175,7 +176,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "_check_sendfile_params",
             "start_tls",
             # selector_events: transports, serving, socket operations
-            "_make_ssl_transport",
             "_make_datagram_transport",
             "_start_serving",
             "_accept_connection",
@@ -294,6 +294,18 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return _SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
+                            server_side=False, server_hostname=None, extra=None, server=None,
+                            **timeouts):
+        """asyncio's TLS (sslproto.SSLProtocol, any SSLContext) over the native socket transport."""
+        if sys.version_info >= (3, 12):
+            self._ensure_fd_no_transport(rawsock)
+        ssl_protocol = sslproto.SSLProtocol(
+            self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
+        )
+        _SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
 
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
                                          bufsize, extra=None, **kwargs):

@@ -89,18 +89,21 @@ pub struct StreamCore {
     st: Mutex<StreamState>,
 }
 
-/// What a flush found, to act on outside the lock.
-struct AfterWrite {
-    resume: bool,
-    empty: bool,
-    closing: bool,
-    eof: bool,
-    remove_writer: bool,
-    add_writer: bool,
-    waiter: Option<Py<PyAny>>,
-}
-
 impl StreamCore {
+    /// Drop the references to Python objects (the transport, protocol, waiter, queued data).
+    fn release_state(&self) {
+        let dropped = {
+            let mut st = lock(&self.st);
+            (
+                st.transport.take(),
+                st.protocol.take(),
+                st.empty_waiter.take(),
+                st.queue.clear(),
+            )
+        };
+        drop(dropped);
+    }
+
     fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
         lock(&self.st)
             .transport
@@ -239,53 +242,44 @@ impl StreamCore {
         Ok(())
     }
 
+    /// What asyncio's `_write_ready` does after a successful send: resume the protocol, then,
+    /// once the queue is empty, drop the writer, wake a sendfile waiter, and finish a pending
+    /// close or write_eof. Data still queued waits for a writable event.
     fn after_write(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let a = {
-            let mut st = lock(&this.st);
-            let empty = st.queue.is_empty();
-            AfterWrite {
-                resume: st.protocol_paused && st.queue.len() <= st.low_water,
-                empty,
-                closing: st.closing,
-                eof: st.eof,
-                remove_writer: empty && std::mem::replace(&mut st.writing, false),
-                add_writer: !empty && !st.writing,
-                waiter: if empty {
-                    st.empty_waiter.as_ref().map(|w| w.clone_ref(py))
-                } else {
-                    None
-                },
-            }
+        let resume = {
+            let st = lock(&this.st);
+            st.protocol_paused && st.queue.len() <= st.low_water
         };
         let transport = this.transport(py);
-        if a.resume {
+        if resume {
             if let Some(t) = &transport {
                 t.call_method0(intern!(py, "_maybe_resume_protocol"))?; // may queue more
             }
         }
-        if a.add_writer {
+        let (empty, drop_writer, waiter, closing, eof) = {
+            let mut st = lock(&this.st);
+            let empty = st.queue.is_empty();
+            let drop_writer = empty && std::mem::replace(&mut st.writing, false);
+            let waiter = if empty { st.empty_waiter.as_ref().map(|w| w.clone_ref(py)) } else { None };
+            (empty, drop_writer, waiter, st.closing, st.eof)
+        };
+        if !empty {
+            // Either the socket is full, or the protocol queued more: wait until it is writable.
             return Self::watch_writable(slf);
         }
-        if !a.empty || !lock(&this.st).queue.is_empty() {
-            return Self::schedule(slf);
+        if drop_writer {
+            this.loop_.bind(py).call_method1(intern!(py, "_remove_writer"), (this.fd,))?;
         }
-        if a.remove_writer {
-            this.loop_
-                .bind(py)
-                .call_method1(intern!(py, "_remove_writer"), (this.fd,))?;
-        }
-        if let Some(w) = a.waiter {
-            w.bind(py)
-                .call_method1(intern!(py, "set_result"), (py.None(),))?;
+        if let Some(w) = waiter {
+            w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
         if let Some(t) = transport {
-            if a.closing {
+            if closing {
                 t.call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
-            } else if a.eof {
-                t.getattr(intern!(py, "_sock"))?
-                    .call_method1(intern!(py, "shutdown"), (libc::SHUT_WR,))?;
+            } else if eof {
+                t.getattr(intern!(py, "_sock"))?.call_method1(intern!(py, "shutdown"), (libc::SHUT_WR,))?;
             }
         }
         Ok(())
@@ -436,18 +430,15 @@ impl StreamCore {
         lock(&self.st).transport = Some(transport);
     }
 
-    /// Let go of the transport and protocol (after `connection_lost`).
-    fn detach(&self) {
-        let dropped = {
-            let mut st = lock(&self.st);
-            (
-                st.transport.take(),
-                st.protocol.take(),
-                st.empty_waiter.take(),
-                st.queue.clear(),
-            )
-        };
-        drop(dropped);
+    /// Let go of the transport and protocol (after `connection_lost`), and of a writer still
+    /// registered for the descriptor, whose number the system may soon give to another socket.
+    fn detach(&self, py: Python<'_>) -> PyResult<()> {
+        let writing = std::mem::replace(&mut lock(&self.st).writing, false);
+        if writing {
+            self.loop_.bind(py).call_method1(intern!(py, "_remove_writer"), (self.fd,))?;
+        }
+        self.release_state();
+        Ok(())
     }
 
     fn set_protocol(&self, protocol: Option<Py<PyAny>>, buffered: bool) {
@@ -649,6 +640,6 @@ impl StreamCore {
     }
 
     fn __clear__(&self) {
-        self.detach();
+        self.release_state();
     }
 }
