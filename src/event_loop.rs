@@ -22,7 +22,7 @@ use oxloop_core::timers::TimerHeap;
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{release, traverse_owned, untrack, Handle, LoopRef, TimerHandle};
@@ -677,6 +677,61 @@ impl LoopCore {
     }
 }
 
+/// An AF_INET/AF_INET6 address as Python's socket module returns it: `(host, port)` or
+/// `(host, port, flowinfo, scope_id)`, the host formatted by getnameinfo(NI_NUMERICHOST) as
+/// CPython does (so a scoped IPv6 address keeps its `%zone`).
+fn sockaddr_to_py<'py>(
+    py: Python<'py>,
+    addr: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut host = [0 as libc::c_char; libc::NI_MAXHOST as usize];
+    // SAFETY: `addr` holds `len` valid bytes of a socket address; `host` is NI_MAXHOST long.
+    let rc = unsafe {
+        libc::getnameinfo(
+            (addr as *const libc::sockaddr_storage).cast(),
+            len,
+            host.as_mut_ptr(),
+            host.len() as libc::socklen_t,
+            std::ptr::null_mut(),
+            0,
+            libc::NI_NUMERICHOST,
+        )
+    };
+    if rc != 0 {
+        return Err(PyOSError::new_err(format!("getnameinfo failed ({rc})")));
+    }
+    // SAFETY: getnameinfo wrote a NUL-terminated string into `host`.
+    let host = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    match i32::from(addr.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this is a sockaddr_in.
+            let a: &libc::sockaddr_in = unsafe { &*(addr as *const _ as *const libc::sockaddr_in) };
+            Ok((host, u16::from_be(a.sin_port))
+                .into_pyobject(py)?
+                .into_any())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this is a sockaddr_in6.
+            let a: &libc::sockaddr_in6 =
+                unsafe { &*(addr as *const _ as *const libc::sockaddr_in6) };
+            Ok((
+                host,
+                u16::from_be(a.sin6_port),
+                u32::from_be(a.sin6_flowinfo),
+                a.sin6_scope_id,
+            )
+                .into_pyobject(py)?
+                .into_any())
+        }
+        family => Err(PyOSError::new_err(format!(
+            "unsupported address family {family}"
+        ))),
+    }
+}
+
 /// Let go of the handles of the descriptor and signal tables.
 fn release_maps(fds: HashMap<RawFd, FdHandles>, signals: HashMap<i32, Py<Handle>>) {
     for slot in fds.into_values() {
@@ -885,6 +940,62 @@ impl LoopCore {
             ),
             None => (None, None),
         }
+    }
+
+    /// `os.read(fd, 256 KiB)` into the loop's reused buffer: one exact-size `bytes` (b"" at EOF),
+    /// without allocating a 256 KiB object per read. Raises OSError (BlockingIOError...) as
+    /// `os.read` does.
+    fn _read_chunk<'py>(&self, py: Python<'py>, fd: RawFd) -> PyResult<Bound<'py, PyBytes>> {
+        let mut buf = self.read_buffer();
+        loop {
+            // SAFETY: reads at most buf.len() bytes into the buffer we hold locked.
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(PyBytes::new(py, &buf[..n as usize]));
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(os_error_from(&err));
+            }
+            py.check_signals()?;
+        }
+    }
+
+    /// `sock.recvfrom(256 KiB)` for an AF_INET/AF_INET6 socket, into the loop's reused buffer:
+    /// `(bytes, address)` with the address as the socket module gives it.
+    fn _recvfrom_chunk<'py>(
+        &self,
+        py: Python<'py>,
+        fd: RawFd,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyAny>)> {
+        let mut buf = self.read_buffer();
+        // SAFETY: an all-zero sockaddr_storage is a valid value.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let (n, len) = loop {
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: buffer and address storage are valid for the sizes given.
+            let n = unsafe {
+                libc::recvfrom(
+                    fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut addr as *mut libc::sockaddr_storage).cast(),
+                    &mut len,
+                )
+            };
+            if n >= 0 {
+                break (n as usize, len);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(os_error_from(&err));
+            }
+            py.check_signals()?;
+        };
+        let data = PyBytes::new(py, &buf[..n]);
+        drop(buf);
+        Ok((data, sockaddr_to_py(py, &addr, len)?))
     }
 
     /// The descriptor to pass to `signal.set_wakeup_fd`.

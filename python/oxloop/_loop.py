@@ -32,7 +32,7 @@ from asyncio.log import logger
 from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
 from ._oxloop import Handle, LoopCore, TimerHandle
-from ._transports import _SocketTransport
+from ._transports import _DatagramTransport, _ReadPipeTransport, _SocketTransport
 
 __all__ = ("Handle", "Loop", "TimerHandle")
 
@@ -176,7 +176,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "_check_sendfile_params",
             "start_tls",
             # selector_events: transports, serving, socket operations
-            "_make_datagram_transport",
             "_start_serving",
             "_accept_connection",
             "_accept_connection2",
@@ -207,7 +206,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             # unix_events: Unix sockets, pipes, subprocesses
             "create_unix_connection",
             "create_unix_server",
-            "_make_read_pipe_transport",
             "_make_write_pipe_transport",
             "_child_watcher_callback",
         )
@@ -294,6 +292,14 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return _SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        if sys.version_info >= (3, 12):
+            self._ensure_fd_no_transport(sock)
+        return _DatagramTransport(self, sock, protocol, address, waiter, extra)
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        return _ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None, server=None,

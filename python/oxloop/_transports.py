@@ -9,7 +9,9 @@ sent with one ``writev`` per transport at the end of the loop's lap.
 
 from __future__ import annotations
 
-from asyncio import protocols, selector_events
+import socket
+from asyncio import protocols, selector_events, unix_events
+from asyncio.log import logger
 
 from ._oxloop import StreamCore
 
@@ -77,3 +79,59 @@ class _SocketTransport(selector_events._SelectorSocketTransport):
         # asyncio's __init__ assigns a fresh deque; the queue is the core's.
         if value:
             raise ValueError("the write buffer of an oxloop transport cannot be replaced")
+
+
+class _DatagramTransport(selector_events._SelectorDatagramTransport):
+    """asyncio's datagram transport, receiving into the loop's reused buffer.
+
+    asyncio's ``sock.recvfrom(256 KiB)`` allocates a 256 KiB object per datagram (and glibc
+    maps and unmaps it); here each datagram becomes one exact-size ``bytes``.
+    """
+
+    def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            self._recvfrom = loop._recvfrom_chunk
+        else:
+            self._recvfrom = self._recvfrom_socket
+        super().__init__(loop, sock, protocol, address, waiter, extra)
+
+    def _recvfrom_socket(self, fd):
+        return self._sock.recvfrom(self.max_size)
+
+    def _read_ready(self):
+        if self._conn_lost:
+            return
+        try:
+            data, addr = self._recvfrom(self._sock_fd)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            self._protocol.error_received(exc)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 (asyncio reports any error so)
+            self._fatal_error(exc, "Fatal read error on datagram transport")
+        else:
+            self._protocol.datagram_received(data, addr)
+
+
+class _ReadPipeTransport(unix_events._UnixReadPipeTransport):
+    """asyncio's read-pipe transport, reading into the loop's reused buffer (see above)."""
+
+    def _read_ready(self):
+        try:
+            data = self._loop._read_chunk(self._fileno)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            self._fatal_error(exc, "Fatal read error on pipe transport")
+        else:
+            if data:
+                self._protocol.data_received(data)
+            else:
+                if self._loop.get_debug():
+                    logger.info("%r was closed by peer", self)
+                self._closing = True
+                self._loop._remove_reader(self._fileno)
+                self._loop.call_soon(self._protocol.eof_received)
+                self._loop.call_soon(self._call_connection_lost, None)

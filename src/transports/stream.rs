@@ -262,7 +262,11 @@ impl StreamCore {
             let mut st = lock(&this.st);
             let empty = st.queue.is_empty();
             let drop_writer = empty && std::mem::replace(&mut st.writing, false);
-            let waiter = if empty { st.empty_waiter.as_ref().map(|w| w.clone_ref(py)) } else { None };
+            let waiter = if empty {
+                st.empty_waiter.as_ref().map(|w| w.clone_ref(py))
+            } else {
+                None
+            };
             (empty, drop_writer, waiter, st.closing, st.eof)
         };
         if !empty {
@@ -270,16 +274,20 @@ impl StreamCore {
             return Self::watch_writable(slf);
         }
         if drop_writer {
-            this.loop_.bind(py).call_method1(intern!(py, "_remove_writer"), (this.fd,))?;
+            this.loop_
+                .bind(py)
+                .call_method1(intern!(py, "_remove_writer"), (this.fd,))?;
         }
         if let Some(w) = waiter {
-            w.bind(py).call_method1(intern!(py, "set_result"), (py.None(),))?;
+            w.bind(py)
+                .call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
         if let Some(t) = transport {
             if closing {
                 t.call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
             } else if eof {
-                t.getattr(intern!(py, "_sock"))?.call_method1(intern!(py, "shutdown"), (libc::SHUT_WR,))?;
+                t.getattr(intern!(py, "_sock"))?
+                    .call_method1(intern!(py, "shutdown"), (libc::SHUT_WR,))?;
             }
         }
         Ok(())
@@ -435,7 +443,9 @@ impl StreamCore {
     fn detach(&self, py: Python<'_>) -> PyResult<()> {
         let writing = std::mem::replace(&mut lock(&self.st).writing, false);
         if writing {
-            self.loop_.bind(py).call_method1(intern!(py, "_remove_writer"), (self.fd,))?;
+            self.loop_
+                .bind(py)
+                .call_method1(intern!(py, "_remove_writer"), (self.fd,))?;
         }
         self.release_state();
         Ok(())

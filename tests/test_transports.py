@@ -1,0 +1,103 @@
+"""Datagram and pipe transports: what the protocol receives is what asyncio's would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+
+import pytest
+
+
+def udp_exchange(loop, family, host):
+    received = loop.create_future()
+
+    class Server(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            received.set_result((data, addr))
+
+    server, _ = loop.run_until_complete(
+        loop.create_datagram_endpoint(Server, local_addr=(host, 0), family=family)
+    )
+    client, _ = loop.run_until_complete(
+        loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=server.get_extra_info("sockname")[:2],
+            family=family,
+        )
+    )
+    client.sendto(b"ping" * 300)
+    data, addr = loop.run_until_complete(asyncio.wait_for(received, 5))
+    expected_addr = client.get_extra_info("sockname")
+    client.close()
+    server.close()
+    return data, addr, expected_addr
+
+
+def test_udp_ipv4_datagram_and_address(loop):
+    data, addr, sockname = udp_exchange(loop, socket.AF_INET, "127.0.0.1")
+    assert data == b"ping" * 300
+    assert addr == sockname and isinstance(addr, tuple) and len(addr) == 2
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_udp_ipv6_datagram_and_address(loop):
+    try:
+        data, addr, sockname = udp_exchange(loop, socket.AF_INET6, "::1")
+    except OSError as exc:  # loopback IPv6 disabled on this host
+        pytest.skip(str(exc))
+    assert data == b"ping" * 300
+    assert addr == sockname and len(addr) == 4
+
+
+def test_udp_error_received_on_a_refused_port(loop):
+    # A connected UDP socket learns of ICMP port-unreachable as error_received(ConnectionRefusedError).
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    dead = probe.getsockname()
+    probe.close()
+    errors = loop.create_future()
+
+    class Client(asyncio.DatagramProtocol):
+        def error_received(self, exc):
+            if not errors.done():
+                errors.set_result(exc)
+
+    transport, _ = loop.run_until_complete(
+        loop.create_datagram_endpoint(Client, remote_addr=dead)
+    )
+    transport.sendto(b"x")
+    loop.call_later(0.05, transport.sendto, b"y")
+    exc = loop.run_until_complete(asyncio.wait_for(errors, 5))
+    assert isinstance(exc, ConnectionRefusedError)
+    transport.close()
+
+
+def test_read_pipe_gets_every_byte_then_eof(loop):
+    rfd, wfd = os.pipe()
+    chunks = []
+    done = loop.create_future()
+
+    class Reader(asyncio.Protocol):
+        def data_received(self, data):
+            chunks.append(data)
+
+        def eof_received(self):
+            chunks.append(None)
+
+        def connection_lost(self, exc):
+            done.set_result(exc)
+
+    payload = os.urandom(1 << 20)
+    transport, _ = loop.run_until_complete(
+        loop.connect_read_pipe(Reader, os.fdopen(rfd, "rb", 0))
+    )
+
+    def write_all():
+        os.write(wfd, payload)
+        os.close(wfd)
+
+    loop.run_until_complete(loop.run_in_executor(None, write_all))
+    assert loop.run_until_complete(asyncio.wait_for(done, 5)) is None
+    assert chunks[-1] is None
+    assert b"".join(chunks[:-1]) == payload
+    assert all(isinstance(c, bytes) for c in chunks[:-1])
