@@ -134,7 +134,7 @@ def test_a_closed_transport_leaves_no_watcher_on_its_descriptor(loop):
 
     server = loop.run_until_complete(asyncio.start_server(drain_server, "127.0.0.1", 0))
     port = server.sockets[0].getsockname()[1]
-    transport, protocol = loop.run_until_complete(
+    transport, _protocol = loop.run_until_complete(
         loop.create_connection(Writer, "127.0.0.1", port)
     )
     fd = transport.get_extra_info("socket").fileno()

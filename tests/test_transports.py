@@ -88,9 +88,7 @@ def test_read_pipe_gets_every_byte_then_eof(loop):
             done.set_result(exc)
 
     payload = os.urandom(1 << 20)
-    transport, _ = loop.run_until_complete(
-        loop.connect_read_pipe(Reader, os.fdopen(rfd, "rb", 0))
-    )
+    loop.run_until_complete(loop.connect_read_pipe(Reader, os.fdopen(rfd, "rb", 0)))
 
     def write_all():
         os.write(wfd, payload)
