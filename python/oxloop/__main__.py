@@ -21,7 +21,8 @@ import oxloop
 USAGE = """\
 usage: python -m oxloop                    run the demo (six small asyncio examples)
        python -m oxloop script.py [args]   run an asyncio program on oxloop
-       python -m oxloop -m module [args]   run a module as a script on oxloop"""
+       python -m oxloop -m module [args]   run a module as a script on oxloop
+       python -m oxloop bench              a short benchmark against the other loops"""
 
 # The demo, in the overview's order: module in oxloop._examples, its command-line
 # arguments, and what it shows. The network examples talk to servers of their own on
@@ -37,7 +38,14 @@ DEMO = (
 
 # Subcommands: `python -m oxloop NAME [args]` calls SUBCOMMANDS[NAME](args) and exits
 # with the int it returns. A subcommand takes precedence over a script of the same name.
-SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {}
+def run_bench(args: list[str]) -> int:
+    """`python -m oxloop bench`: the short benchmark (see oxloop._bench)."""
+    from oxloop import _bench
+
+    return _bench.main(args)
+
+
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {"bench": run_bench}
 
 
 def demo_header(name: str, title: str, args: Sequence[str] = ()) -> str:

@@ -38,6 +38,11 @@ class BenchmarkError(Exception):
     """A benchmark did not do the work it was asked to do."""
 
 
+# What a row noticed besides its timing (it appends, run_once collects): listed under the
+# tables, the row still counts.
+NOTES: list[str] = []
+
+
 def check(what: str, done: int, expected: int) -> None:
     if done != expected:
         raise BenchmarkError(f"{what}: {done} done, {expected} expected")
@@ -246,14 +251,17 @@ def echo_bench(size: int) -> Callable[[Loop, int], float]:
         )
         port = server.sockets[0].getsockname()[1]
         seconds = timed_run_until_complete(loop, main(port))
-        # Not timed: the server side sees every client close.
+        # Not timed: the server side should see every client close. If it does not, the
+        # row still counts (the round trips were done) and the report says so.
         try:
-            loop.run_until_complete(asyncio.wait_for(server_side_closed, 5.0))
+            loop.run_until_complete(asyncio.wait_for(server_side_closed, 1.0))
         except asyncio.TimeoutError:
-            raise BenchmarkError(
-                f"{ECHO_CONNECTIONS - closed} server-side connections still open 5 s after "
-                "their clients closed"
-            ) from None
+            NOTES.append(
+                f"{ECHO_CONNECTIONS - closed} of {ECHO_CONNECTIONS} server-side connections "
+                "still open 1 s after their clients closed them (after the timed part)"
+            )
+            server.close()  # wait_closed() would wait for those connections
+            return seconds
         server.close()
         loop.run_until_complete(server.wait_closed())
         return seconds
@@ -323,6 +331,7 @@ class Cell:
     n: int
     seconds: list[float] = field(default_factory=list)
     error: str | None = None
+    notes: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -333,7 +342,8 @@ class Cell:
         return statistics.median(self.n / s for s in self.seconds)
 
 
-def run_once(factory: Callable[[], Loop], row: Row, n: int) -> float:
+def run_once(factory: Callable[[], Loop], row: Row, n: int, cell: Cell) -> float:
+    NOTES.clear()
     gc.collect()
     loop = factory()
     hung = threading.Event()
@@ -355,6 +365,7 @@ def run_once(factory: Callable[[], Loop], row: Row, n: int) -> float:
         loop.close()
     if hung.is_set():
         raise BenchmarkError(f"not done after {WATCHDOG_SECONDS:g} s: stopped")
+    cell.notes.update(NOTES)
     return seconds
 
 
@@ -406,12 +417,9 @@ def run_all(
                     continue
                 try:
                     if rep == 0:  # warm-up
-                        run_once(
-                            factories[name],
-                            row,
-                            max(ECHO_CONNECTIONS, cell.n // 20 // 4 * 4),
-                        )
-                    cell.seconds.append(run_once(factories[name], row, cell.n))
+                        warmup_n = max(ECHO_CONNECTIONS, cell.n // 20 // 4 * 4)
+                        run_once(factories[name], row, warmup_n, cell)
+                    cell.seconds.append(run_once(factories[name], row, cell.n, cell))
                 except Exception as exc:  # noqa: BLE001 - reported, the run goes on
                     cell.error = f"{type(exc).__name__}: {exc}"
         progress.note(f"repetition {rep + 1}/{repeat} done")
@@ -481,6 +489,14 @@ def report(
     ]
     if failures:
         print("\nfailed:", *failures, sep="\n")
+    notes = [
+        f"  {r.label} on {k}: {note}"
+        for r in rows
+        for k in names
+        for note in sorted(results[r.name][k].notes)
+    ]
+    if notes:
+        print("\nnoticed (the rows still count):", *notes, sep="\n")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
