@@ -130,6 +130,8 @@ pub struct LoopCore {
     signal_wfd: RawFd,
     /// Transports with queued writes, sent at the end of the lap.
     flush_queue: Mutex<Vec<Py<StreamCore>>>,
+    /// `set_task_factory`'s factory (asyncio's `_task_factory`).
+    task_factory: Mutex<Option<Py<PyAny>>>,
     /// `flush_queue` may be non-empty (read without taking its lock).
     flush_pending: AtomicBool,
     /// The buffer every stream transport of this loop reads into.
@@ -197,6 +199,7 @@ impl LoopCore {
             })),
             waker: Mutex::new(Some(waker)),
             flush_queue: Mutex::new(Vec::new()),
+            task_factory: Mutex::new(None),
             flush_pending: AtomicBool::new(false),
             read_buf: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
@@ -771,6 +774,48 @@ impl LoopCore {
         LoopCore::new().map_err(os_error)
     }
 
+    /// `create_task(coro, *, name=None, context=None)`: asyncio's `Task(coro, loop=self, ...)`
+    /// made here when no task factory is set and debug mode is off; otherwise asyncio's own
+    /// `BaseEventLoop.create_task` (kept as `_create_task_py`).
+    #[pyo3(signature = (coro, *, name=None, context=None))]
+    fn create_task<'py>(
+        slf: &Bound<'py, Self>,
+        coro: Bound<'py, PyAny>,
+        name: Option<Bound<'py, PyAny>>,
+        context: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        this.check_closed()?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        if let Some(n) = &name {
+            kwargs.set_item(intern!(py, "name"), n)?;
+        }
+        if let Some(c) = &context {
+            kwargs.set_item(intern!(py, "context"), c)?;
+        }
+        if this.is_debug() || lock(&this.task_factory).is_some() {
+            return slf.call_method(intern!(py, "_create_task_py"), (coro,), Some(&kwargs));
+        }
+        static TASK: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+        let task = TASK.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+            Ok(py.import("asyncio")?.getattr("Task")?.unbind())
+        })?;
+        kwargs.set_item(intern!(py, "loop"), slf)?;
+        task.bind(py).call((coro,), Some(&kwargs))
+    }
+
+    #[getter(_task_factory)]
+    fn get_task_factory_attr(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.task_factory).as_ref().map(|f| f.clone_ref(py))
+    }
+
+    #[setter(_task_factory)]
+    fn set_task_factory_attr(&self, factory: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut *lock(&self.task_factory), factory);
+        drop(old);
+    }
+
     /// The loop's clock: `time.monotonic()`.
     fn time(&self) -> f64 {
         monotonic()
@@ -1058,10 +1103,14 @@ impl LoopCore {
                 traverse_owned(h, &visit)?;
             }
         }
+        if let Ok(f) = self.task_factory.try_lock() {
+            visit.call(&*f)?;
+        }
         Ok(())
     }
 
     fn __clear__(&self) {
+        self.set_task_factory_attr(None);
         let (ready, timers, fds, signals) = {
             let mut st = lock(&self.state);
             (

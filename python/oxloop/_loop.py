@@ -131,7 +131,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "_do_shutdown",
             "run_until_complete",
             "create_future",
-            "create_task",
             "set_task_factory",
             "get_task_factory",
             "run_in_executor",
@@ -210,6 +209,12 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "_child_watcher_callback",
         )
     )
+
+    # The native create_task covers Python 3.11+ (3.10's has no context=); it falls back to
+    # asyncio's own for task factories and debug mode.
+    _create_task_py = _Base.create_task
+    if sys.version_info < (3, 11):
+        create_task = _Base.create_task
 
     # -- Lifecycle --
 
