@@ -926,16 +926,6 @@ impl LoopCore {
         self.timer_cancelled_count.load(Ordering::Relaxed)
     }
 
-    /// Number of callbacks ready to run (asyncio's `len(loop._ready)`).
-    fn _ready_count(&self) -> usize {
-        lock(&self.state).ready.len()
-    }
-
-    /// Number of timers in the heap, cancelled ones included (asyncio's `len(loop._scheduled)`).
-    fn _scheduled_count(&self) -> usize {
-        lock(&self.state).timers.len()
-    }
-
     /// One lap of the loop.
     fn _run_once(slf: &Bound<'_, Self>) -> PyResult<()> {
         Self::run_once_impl(slf)
@@ -1122,13 +1112,5 @@ impl LoopCore {
         };
         release_maps(fds, signals);
         ready.into_iter().chain(timers).for_each(release);
-    }
-
-    /// The descriptors this loop owns (epoll, eventfd, signal socketpair), for tests.
-    fn _owned_fds(&self) -> Vec<RawFd> {
-        if lock(&self.io).is_none() {
-            return Vec::new();
-        }
-        vec![self.waker_fd, self.signal_rfd, self.signal_wfd]
     }
 }

@@ -549,12 +549,6 @@ impl StreamCore {
         Self::flush(slf)
     }
 
-    /// (queued bytes, on the loop's flush list, writer registered): for tests and debugging.
-    fn _flush_state(&self) -> (usize, bool, bool) {
-        let st = lock(&self.st);
-        (st.queue.len(), st.flush_scheduled, st.writing)
-    }
-
     fn get_write_buffer_size(&self) -> usize {
         lock(&self.st).queue.len()
     }
