@@ -599,6 +599,42 @@ impl LoopCore {
 }
 
 impl LoopCore {
+    /// The body of `_recvfrom_chunk`, for the native datagram transport too.
+    pub(crate) fn recvfrom_chunk<'py>(
+        &self,
+        py: Python<'py>,
+        fd: RawFd,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyAny>)> {
+        let mut buf = self.read_buffer();
+        // SAFETY: an all-zero sockaddr_storage is a valid value.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let (n, len) = loop {
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            // SAFETY: buffer and address storage are valid for the sizes given.
+            let n = unsafe {
+                libc::recvfrom(
+                    fd,
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&mut addr as *mut libc::sockaddr_storage).cast(),
+                    &mut len,
+                )
+            };
+            if n >= 0 {
+                break (n as usize, len);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(os_error_from(&err));
+            }
+            py.check_signals()?;
+        };
+        let data = PyBytes::new(py, &buf[..n]);
+        drop(buf);
+        Ok((data, sockaddr_to_py(py, &addr, len)?))
+    }
+
     /// `call_soon` and `call_soon_threadsafe` (see `fastcall.rs` for their argument parsing).
     pub(crate) fn call_soon_impl(
         slf: &Bound<'_, Self>,
@@ -1003,34 +1039,7 @@ impl LoopCore {
         py: Python<'py>,
         fd: RawFd,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyAny>)> {
-        let mut buf = self.read_buffer();
-        // SAFETY: an all-zero sockaddr_storage is a valid value.
-        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let (n, len) = loop {
-            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            // SAFETY: buffer and address storage are valid for the sizes given.
-            let n = unsafe {
-                libc::recvfrom(
-                    fd,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                    (&mut addr as *mut libc::sockaddr_storage).cast(),
-                    &mut len,
-                )
-            };
-            if n >= 0 {
-                break (n as usize, len);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(os_error_from(&err));
-            }
-            py.check_signals()?;
-        };
-        let data = PyBytes::new(py, &buf[..n]);
-        drop(buf);
-        Ok((data, sockaddr_to_py(py, &addr, len)?))
+        self.recvfrom_chunk(py, fd)
     }
 
     /// The descriptor to pass to `signal.set_wakeup_fd`.

@@ -15,5 +15,6 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<transports::stream::StreamCore>()?;
+    m.add_class::<transports::datagram::DatagramCore>()?;
     Ok(())
 }

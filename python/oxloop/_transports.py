@@ -13,7 +13,7 @@ import socket
 from asyncio import protocols, selector_events, unix_events
 from asyncio.log import logger
 
-from ._oxloop import StreamCore
+from ._oxloop import DatagramCore, StreamCore
 
 
 def _core_attribute(name: str, doc: str) -> property:
@@ -82,27 +82,38 @@ class _SocketTransport(selector_events._SelectorSocketTransport):
 
 
 class _DatagramTransport(selector_events._SelectorDatagramTransport):
-    """asyncio's datagram transport, receiving into the loop's reused buffer.
+    """asyncio's datagram transport, receiving natively.
 
-    asyncio's ``sock.recvfrom(256 KiB)`` allocates a 256 KiB object per datagram (and glibc
-    maps and unmaps it); here each datagram becomes one exact-size ``bytes``.
+    For AF_INET/AF_INET6 sockets the readiness callback is ``DatagramCore._read_ready``:
+    ``recvfrom`` into the loop's reused buffer, then ``datagram_received`` (asyncio's
+    ``sock.recvfrom(256 KiB)`` allocates a 256 KiB object per datagram). Other families (Unix
+    datagram sockets) keep a Python ``_read_ready`` with the same behaviour.
     """
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
+        self._core = None
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            self._recvfrom = loop._recvfrom_chunk
-        else:
-            self._recvfrom = self._recvfrom_socket
+            self._core = DatagramCore(loop, sock.fileno())
+            self._read_ready = self._core._read_ready  # what asyncio's __init__ registers
         super().__init__(loop, sock, protocol, address, waiter, extra)
 
-    def _recvfrom_socket(self, fd):
-        return self._sock.recvfrom(self.max_size)
+    def set_protocol(self, protocol):
+        super().set_protocol(protocol)
+        if self._core is not None:
+            self._core.attach(self, protocol)
+
+    def _call_connection_lost(self, exc):
+        try:
+            super()._call_connection_lost(exc)
+        finally:
+            if self._core is not None:
+                self._core.detach()
 
     def _read_ready(self):
         if self._conn_lost:
             return
         try:
-            data, addr = self._recvfrom(self._sock_fd)
+            data, addr = self._sock.recvfrom(self.max_size)
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as exc:

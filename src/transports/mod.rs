@@ -1,3 +1,4 @@
 //! Native halves of the transports: what runs per packet.
 
+pub mod datagram;
 pub mod stream;
