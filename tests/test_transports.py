@@ -99,3 +99,38 @@ def test_read_pipe_gets_every_byte_then_eof(loop):
     assert chunks[-1] is None
     assert b"".join(chunks[:-1]) == payload
     assert all(isinstance(c, bytes) for c in chunks[:-1])
+
+
+def test_udp_sendto_forms_behave_as_on_asyncio(loop):
+    got = []
+    arrived = asyncio.Event()
+
+    class Server(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            got.append(data)
+            if data == b"last":
+                arrived.set()
+
+    server, _ = loop.run_until_complete(
+        loop.create_datagram_endpoint(Server, local_addr=("127.0.0.1", 0))
+    )
+    target = server.get_extra_info("sockname")
+    free, _ = loop.run_until_complete(
+        loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    )
+    free.sendto(b"literal", target)
+    free.sendto(bytearray(b"bytearray"), target)
+    free.sendto(memoryview(b"memoryview"), ("localhost", target[1]))
+    with pytest.raises(TypeError):
+        free.sendto("text", target)
+    connected, _ = loop.run_until_complete(
+        loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=target)
+    )
+    with pytest.raises(ValueError):
+        connected.sendto(b"x", ("127.0.0.2", 9))
+    connected.sendto(b"connected")
+    connected.sendto(b"last", target)
+    loop.run_until_complete(asyncio.wait_for(arrived.wait(), 5))
+    assert got == [b"literal", b"bytearray", b"memoryview", b"connected", b"last"]
+    for transport in (server, free, connected):
+        transport.close()

@@ -93,9 +93,15 @@ class _DatagramTransport(selector_events._SelectorDatagramTransport):
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
         self._core = None
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            self._core = DatagramCore(loop, sock.fileno())
+            self._core = DatagramCore(loop, sock.fileno(), address is not None)
             self._read_ready = self._core._read_ready  # what asyncio's __init__ registers
         super().__init__(loop, sock, protocol, address, waiter, extra)
+        # A socket connected by the caller (peername set, no address given) sends with send()
+        # whatever address sendto() is given: asyncio's own sendto handles that case.
+        if self._core is not None and (address is not None or not self._extra["peername"]):
+            self.sendto = self._core.sendto
+
+    _sendto_py = selector_events._SelectorDatagramTransport.sendto
 
     def set_protocol(self, protocol):
         super().set_protocol(protocol)

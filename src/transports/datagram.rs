@@ -4,7 +4,8 @@
 //! `_SelectorDatagramTransport` (so `sendto`, buffering, flow control, close and errors are
 //! asyncio's code), whose readiness callback is this core's `_read_ready`: `recvfrom` into the
 //! loop's reused buffer, one exact-size `bytes`, the address as the socket module gives it, then
-//! `protocol.datagram_received` — or `protocol.error_received(OSError)` as asyncio does. The
+//! `protocol.datagram_received` — or `protocol.error_received(OSError)` as asyncio does — and
+//! the common case of `sendto`. The
 //! socket belongs to the Python socket object: this core never closes it.
 
 use std::os::fd::RawFd;
@@ -12,9 +13,29 @@ use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
-use crate::event_loop::LoopCore;
+use crate::event_loop::{os_error_from, LoopCore};
+
+/// An IPv4 `(host, port)` with a dotted-quad host, as a sockaddr_in (None for anything else).
+fn ipv4_sockaddr(addr: &Bound<'_, PyAny>) -> Option<libc::sockaddr_in> {
+    let tuple = addr.cast::<PyTuple>().ok()?;
+    if tuple.len() != 2 {
+        return None;
+    }
+    let host: String = tuple.get_item(0).ok()?.extract().ok()?;
+    let port: u16 = tuple.get_item(1).ok()?.extract().ok()?;
+    let ip: std::net::Ipv4Addr = host.parse().ok()?;
+    Some(libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    })
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -23,6 +44,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[pyclass(module = "oxloop._oxloop", frozen)]
 pub struct DatagramCore {
     fd: RawFd,
+    /// Created with a remote address: `sendto(data)` goes to the peer with `send`.
+    connected: bool,
     loop_: Py<LoopCore>,
     /// (transport, protocol); None once detached.
     st: Mutex<Option<(Py<PyAny>, Py<PyAny>)>>,
@@ -32,11 +55,82 @@ pub struct DatagramCore {
 impl DatagramCore {
     /// A core for an AF_INET/AF_INET6 datagram socket's descriptor.
     #[new]
-    fn py_new(r#loop: Py<LoopCore>, fd: RawFd) -> Self {
+    fn py_new(r#loop: Py<LoopCore>, fd: RawFd, connected: bool) -> Self {
         DatagramCore {
             fd,
+            connected,
             loop_: r#loop,
             st: Mutex::new(None),
+        }
+    }
+
+    /// `transport.sendto(data, addr=None)`: a non-empty `bytes` sent at once when nothing is
+    /// buffered — to the peer of a connected transport, or to an IPv4 `(host, port)` literal —
+    /// with asyncio's handling of errors (`error_received`). Anything else, and a socket that
+    /// would block, takes asyncio's own `sendto` (which checks, buffers and waits).
+    #[pyo3(signature = (data, addr=None))]
+    fn sendto(
+        &self,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        addr: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let Some((transport, protocol)) = lock(&self.st)
+            .as_ref()
+            .map(|(t, p)| (t.clone_ref(py), p.clone_ref(py)))
+        else {
+            return Ok(());
+        };
+        let transport = transport.bind(py);
+        let slow = |addr: Option<&Bound<'_, PyAny>>| -> PyResult<()> {
+            transport.call_method1(intern!(py, "_sendto_py"), (data, addr))?;
+            Ok(())
+        };
+        let Ok(bytes) = data.cast::<PyBytes>() else {
+            return slow(addr);
+        };
+        let payload = bytes.as_bytes();
+        if payload.is_empty()
+            || transport.getattr(intern!(py, "_conn_lost"))?.is_truthy()?
+            || transport.getattr(intern!(py, "_buffer"))?.is_truthy()?
+        {
+            return slow(addr);
+        }
+        let n = if self.connected {
+            if addr.is_some() {
+                return slow(addr);
+            }
+            // SAFETY: `payload` is valid for its length.
+            unsafe { libc::send(self.fd, payload.as_ptr().cast(), payload.len(), 0) }
+        } else {
+            let Some(sa) = addr.and_then(ipv4_sockaddr) else {
+                return slow(addr);
+            };
+            // SAFETY: `payload` is valid for its length and `sa` is a valid sockaddr_in.
+            unsafe {
+                libc::sendto(
+                    self.fd,
+                    payload.as_ptr().cast(),
+                    payload.len(),
+                    0,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            }
+        };
+        if n >= 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        match err.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => slow(addr),
+            _ => {
+                let exc = os_error_from(&err);
+                protocol
+                    .bind(py)
+                    .call_method1(intern!(py, "error_received"), (exc.value(py),))?;
+                Ok(())
+            }
         }
     }
 
