@@ -474,8 +474,15 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
 
 def _policy_child_watcher():
-    """The child watcher the event loop policy holds, if one was set or made (3.10-3.13)."""
-    return getattr(events.get_event_loop_policy(), "_watcher", None)
+    """The child watcher set on the event loop policy (3.10-3.13), if it is one oxloop must use.
+
+    asyncio's default, a ThreadedChildWatcher (made on first use, by any loop of the process),
+    reports exits exactly as the pidfd does, with a thread per child: oxloop uses the pidfd then.
+    """
+    watcher = getattr(events.get_event_loop_policy(), "_watcher", None)
+    if isinstance(watcher, getattr(unix_events, "ThreadedChildWatcher", ())):
+        return None
+    return watcher
 
 
 def _sighandler_noop(signum, frame):
