@@ -26,6 +26,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{release, traverse_owned, untrack, Handle, LoopRef, TimerHandle};
+use crate::sock_ops::SockRecv;
 use crate::transports::stream::StreamCore;
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES` and `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
@@ -1040,6 +1041,34 @@ impl LoopCore {
         fd: RawFd,
     ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyAny>)> {
         self.recvfrom_chunk(py, fd)
+    }
+
+    /// `sock_recv`'s wait: read `nbytes` into `fut` once `fd` is readable (see `sock_ops.rs`).
+    fn _sock_recv_wait(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        fut: Bound<'_, PyAny>,
+        nbytes: usize,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let waiter = Py::new(
+            py,
+            SockRecv::new(fd, nbytes, fut.clone().unbind(), slf.clone().unbind()),
+        )?;
+        let handle = Py::new(
+            py,
+            Self::make_handle(
+                slf,
+                waiter.bind(py).clone().into_any(),
+                PyTuple::empty(py),
+                None,
+            )?,
+        )?;
+        slf.get()
+            .set_fd_handle(py, fd, false, Some(handle.clone_ref(py)))?;
+        waiter.get().set_handle(handle);
+        fut.call_method1(intern!(py, "add_done_callback"), (waiter,))?;
+        Ok(())
     }
 
     /// The descriptor to pass to `signal.set_wakeup_fd`.

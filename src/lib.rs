@@ -4,6 +4,7 @@
 mod event_loop;
 mod fastcall;
 mod handles;
+mod sock_ops;
 mod transports;
 
 use pyo3::prelude::*;
@@ -16,5 +17,6 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<transports::stream::StreamCore>()?;
     m.add_class::<transports::datagram::DatagramCore>()?;
+    m.add_class::<sock_ops::SockRecv>()?;
     Ok(())
 }

@@ -134,3 +134,40 @@ def test_udp_sendto_forms_behave_as_on_asyncio(loop):
     assert got == [b"literal", b"bytearray", b"memoryview", b"connected", b"last"]
     for transport in (server, free, connected):
         transport.close()
+
+
+def test_sock_recv_waits_reads_and_cleans_up(loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+
+    async def main():
+        # Waits, then gets the data.
+        task = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.01)
+        b.send(b"later")
+        assert await task == b"later"
+        # A cancelled wait removes its reader: a later reader still works, and nothing is left.
+        task = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert loop.remove_reader(a) is False
+        b.send(b"again")
+        assert await loop.sock_recv(a, 3) == b"aga"
+        assert await loop.sock_recv(a, 100) == b"in"
+        # An error reaches the caller.
+        task = asyncio.ensure_future(loop.sock_recv(a, 100))
+        await asyncio.sleep(0.01)
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        b.close()
+        try:
+            result = await asyncio.wait_for(task, 5)
+        except OSError as exc:
+            result = type(exc)
+        assert result in (b"", ConnectionResetError)
+        assert loop.remove_reader(a) is False
+
+    loop.run_until_complete(main())
+    a.close()

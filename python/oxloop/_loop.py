@@ -183,7 +183,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "remove_reader",
             "add_writer",
             "remove_writer",
-            "sock_recv",
             "_sock_recv",
             "_sock_read_done",
             "sock_recv_into",
@@ -297,6 +296,22 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return _SocketTransport(self, sock, protocol, waiter, extra, server)
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from the non-blocking socket sock (asyncio's checks; the wait
+        and the read are native)."""
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            return sock.recv(n)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        self._sock_recv_wait(fd, fut, n)
+        return await fut
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
         if sys.version_info >= (3, 12):
