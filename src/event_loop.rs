@@ -22,6 +22,8 @@ use oxloop_core::timers::TimerHeap;
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
+
+use crate::lock::lock;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
@@ -73,11 +75,6 @@ const READ_BUFFER_SIZE: usize = 256 * 1024;
 
 fn closed_error() -> PyErr {
     PyRuntimeError::new_err("Event loop is closed")
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means a panic happened while it was held; the data is still usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The handles watching one descriptor.

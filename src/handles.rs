@@ -7,10 +7,12 @@
 //! which propagate as they do on the stock loop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
+
+use crate::lock::lock;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
@@ -89,11 +91,6 @@ struct CallSlot {
     call: Option<(Py<PyAny>, Py<PyTuple>)>,
     /// The `repr` kept on cancel in debug mode, as asyncio keeps `_repr`.
     repr: Option<String>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Poisoning only means a panic happened while the lock was held; the data is still usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A callback scheduled by `call_soon`, `add_reader` or a signal handler.

@@ -4,6 +4,7 @@
 mod event_loop;
 mod fastcall;
 mod handles;
+mod lock;
 mod sock_ops;
 mod transports;
 

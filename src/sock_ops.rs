@@ -9,18 +9,16 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use pyo3::prelude::*;
+
+use crate::lock::lock;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::event_loop::{os_error_from, LoopCore};
 use crate::handles::Handle;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// One pending `sock_recv`: the reader callback (called with no argument) and the future's
 /// done-callback (called with the future).

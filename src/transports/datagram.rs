@@ -9,10 +9,12 @@
 //! socket belongs to the Python socket object: this core never closes it.
 
 use std::os::fd::RawFd;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError};
 use pyo3::prelude::*;
+
+use crate::lock::lock;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
@@ -35,10 +37,6 @@ fn ipv4_sockaddr(addr: &Bound<'_, PyAny>) -> Option<libc::sockaddr_in> {
         },
         sin_zero: [0; 8],
     })
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[pyclass(module = "oxloop._oxloop", frozen)]

@@ -17,11 +17,13 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use oxloop_core::buffers::{Chunk, WriteQueue};
 use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
 use pyo3::prelude::*;
+
+use crate::lock::lock;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
@@ -29,10 +31,6 @@ use crate::event_loop::{os_error_from, LoopCore};
 
 /// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u64 = 5;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A queued write: a `bytes` object held by reference, or a copy of a mutable buffer.
 enum WriteChunk {
