@@ -597,7 +597,8 @@ impl LoopCore {
 }
 
 impl LoopCore {
-    /// The body of `_recvfrom_chunk`, for the native datagram transport too.
+    /// `sock.recvfrom(256 KiB)` on an AF_INET/AF_INET6 socket into the loop's reused buffer:
+    /// `(bytes, address)` with the address as the socket module gives it.
     pub(crate) fn recvfrom_chunk<'py>(
         &self,
         py: Python<'py>,
@@ -1028,16 +1029,6 @@ impl LoopCore {
             }
             py.check_signals()?;
         }
-    }
-
-    /// `sock.recvfrom(256 KiB)` for an AF_INET/AF_INET6 socket, into the loop's reused buffer:
-    /// `(bytes, address)` with the address as the socket module gives it.
-    fn _recvfrom_chunk<'py>(
-        &self,
-        py: Python<'py>,
-        fd: RawFd,
-    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyAny>)> {
-        self.recvfrom_chunk(py, fd)
     }
 
     /// `sock_recv`'s wait: read `nbytes` into `fut` once `fd` is readable (see `sock_ops.rs`).

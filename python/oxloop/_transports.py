@@ -87,7 +87,7 @@ class _DatagramTransport(selector_events._SelectorDatagramTransport):
     For AF_INET/AF_INET6 sockets the readiness callback is ``DatagramCore._read_ready``:
     ``recvfrom`` into the loop's reused buffer, then ``datagram_received`` (asyncio's
     ``sock.recvfrom(256 KiB)`` allocates a 256 KiB object per datagram). Other families (Unix
-    datagram sockets) keep a Python ``_read_ready`` with the same behaviour.
+    datagram sockets) keep asyncio's own ``_read_ready``.
     """
 
     def __init__(self, loop, sock, protocol, address=None, waiter=None, extra=None):
@@ -114,22 +114,6 @@ class _DatagramTransport(selector_events._SelectorDatagramTransport):
         finally:
             if self._core is not None:
                 self._core.detach()
-
-    def _read_ready(self):
-        if self._conn_lost:
-            return
-        try:
-            data, addr = self._sock.recvfrom(self.max_size)
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as exc:
-            self._protocol.error_received(exc)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:  # noqa: BLE001 (asyncio reports any error so)
-            self._fatal_error(exc, "Fatal read error on datagram transport")
-        else:
-            self._protocol.datagram_received(data, addr)
 
 
 class _ReadPipeTransport(unix_events._UnixReadPipeTransport):
