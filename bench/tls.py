@@ -12,26 +12,18 @@ Benchmarks, not tests: nothing here asserts a timing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import importlib
 import os
 import ssl
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+import sidebyside
 from tls_certs import make_certs
 
-FACTORIES = {
-    "stock": ("asyncio", "new_event_loop"),
-    "uvloop": ("uvloop", "new_event_loop"),
-    "rloop": ("rloop", "new_event_loop"),
-    "oxloop": ("oxloop", "new_event_loop"),
-}
 SENDFILE_BYTES = 100 * 1024 * 1024
 
 
@@ -131,17 +123,8 @@ async def sendfile(loop, path):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--loops", default="stock,uvloop,rloop,oxloop")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    factories = {}
-    for name in args.loops.split(","):
-        module, attr = FACTORIES[name]
-        try:
-            factories[name] = getattr(importlib.import_module(module), attr)
-        except ImportError as exc:
-            print(f"{name}: missing ({exc})")
+    args = sidebyside.parse_args(__doc__.split("\n")[0])
+    factories = sidebyside.load_factories(args.loops)
     with tempfile.TemporaryDirectory() as tmp:
         certs = make_certs(Path(tmp))
         data = Path(tmp) / "data.bin"
@@ -152,32 +135,8 @@ def main() -> None:
             ("TLS handshakes/s", lambda loop: handshakes(loop, certs)),
             ("sendfile 100 MiB (MB/s)", lambda loop: sendfile(loop, data)),
         )
-        results: dict[tuple[str, str], list[float]] = {}
-        for rep in range(args.repeat):
-            names = list(factories)
-            names = names[rep % len(names):] + names[: rep % len(names)]  # rotate the order
-            for row, bench in rows:
-                for name in names:
-                    loop = factories[name]()
-                    try:
-                        value = loop.run_until_complete(bench(loop))
-                    except Exception as exc:  # noqa: BLE001 (a loop that fails a row is reported)
-                        print(f"{row} on {name}: {type(exc).__name__}: {exc}")
-                        value = float("nan")
-                    finally:
-                        loop.close()
-                    results.setdefault((row, name), []).append(value)
-    width = max(len(r) for r, _ in rows)
-    med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"{'median':{width}}  " + "  ".join(f"{n:>9}" for n in factories))
-    for row, _ in rows:
-        print(f"{row:{width}}  " + "  ".join(f"{med[(row, n)]:>9.0f}" for n in factories))
-    for base in ("uvloop", "stock"):
-        if base in factories:
-            print(f"\n{'ratio to ' + base:{width}}  " + "  ".join(f"{n:>9}" for n in factories))
-            for row, _ in rows:
-                b = med[(row, base)]
-                print(f"{row:{width}}  " + "  ".join(f"{med[(row, n)] / b:>9.2f}" for n in factories))
+        medians = sidebyside.run(factories, rows, args.repeat)
+    sidebyside.report(factories, rows, medians, bases=("uvloop", "stock"))
 
 
 if __name__ == "__main__":

@@ -12,21 +12,14 @@ Benchmarks, not tests: nothing here asserts a timing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import importlib
-import statistics
 import time
+
+import sidebyside
 
 UDP_ROUND_TRIPS = 20_000
 SPAWNS = 200
 PIPE_BYTES = 200 * 1024 * 1024
-FACTORIES = {
-    "stock": ("asyncio", "new_event_loop"),
-    "uvloop": ("uvloop", "new_event_loop"),
-    "rloop": ("rloop", "new_event_loop"),
-    "oxloop": ("oxloop", "new_event_loop"),
-}
 
 
 async def udp_round_trips(loop: asyncio.AbstractEventLoop) -> float:
@@ -106,43 +99,10 @@ ROWS = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--loops", default="stock,uvloop,rloop,oxloop")
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    factories = {}
-    for name in args.loops.split(","):
-        module, attr = FACTORIES[name]
-        try:
-            factories[name] = getattr(importlib.import_module(module), attr)
-        except ImportError as exc:
-            print(f"{name}: missing ({exc})")
-    results: dict[tuple[str, str], list[float]] = {}
-    for rep in range(args.repeat):
-        names = list(factories)
-        names = names[rep % len(names):] + names[: rep % len(names)]  # rotate the order
-        for row, bench in ROWS:
-            for name in names:
-                loop = factories[name]()
-                asyncio.set_event_loop(loop)
-                try:
-                    results.setdefault((row, name), []).append(loop.run_until_complete(bench(loop)))
-                finally:
-                    asyncio.set_event_loop(None)
-                    loop.close()
-    width = max(len(r) for r, _ in ROWS)
-    print(f"{'median':{width}}  " + "  ".join(f"{n:>10}" for n in factories))
-    for row, _ in ROWS:
-        cells = {n: statistics.median(results[(row, n)]) for n in factories}
-        print(f"{row:{width}}  " + "  ".join(f"{cells[n]:>10.0f}" for n in factories))
-    if "uvloop" in factories:
-        print(f"\n{'ratio to uvloop':{width}}  " + "  ".join(f"{n:>10}" for n in factories))
-        for row, _ in ROWS:
-            base = statistics.median(results[(row, "uvloop")])
-            print(
-                f"{row:{width}}  "
-                + "  ".join(f"{statistics.median(results[(row, n)]) / base:>10.2f}" for n in factories)
-            )
+    args = sidebyside.parse_args(__doc__.split("\n")[0])
+    factories = sidebyside.load_factories(args.loops)
+    medians = sidebyside.run(factories, ROWS, args.repeat)
+    sidebyside.report(factories, ROWS, medians)
 
 
 if __name__ == "__main__":
