@@ -30,6 +30,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::handles::{release, traverse_owned, untrack, Handle, LoopRef, TimerHandle};
 use crate::sock_ops::SockRecv;
 use crate::transports::stream::StreamCore;
+use crate::transports::table::TransportTable;
 
 /// asyncio's `_MIN_SCHEDULED_TIMER_HANDLES` and `_MIN_CANCELLED_TIMER_HANDLES_FRACTION`.
 const MIN_SCHEDULED_TIMER_HANDLES: usize = 100;
@@ -128,6 +129,8 @@ pub struct LoopCore {
     signal_wfd: RawFd,
     /// Transports with queued writes, sent at the end of the lap.
     flush_queue: Mutex<Vec<Py<StreamCore>>>,
+    /// `_transports`: descriptor → transport, held weakly (made on first use).
+    transports: pyo3::sync::PyOnceLock<Py<TransportTable>>,
     /// `set_task_factory`'s factory (asyncio's `_task_factory`).
     task_factory: Mutex<Option<Py<PyAny>>>,
     /// `flush_queue` may be non-empty (read without taking its lock).
@@ -197,6 +200,7 @@ impl LoopCore {
             })),
             waker: Mutex::new(Some(waker)),
             flush_queue: Mutex::new(Vec::new()),
+            transports: pyo3::sync::PyOnceLock::new(),
             task_factory: Mutex::new(None),
             flush_pending: AtomicBool::new(false),
             read_buf: Mutex::new(Vec::new()),
@@ -664,6 +668,37 @@ impl LoopCore {
         Ok(handle)
     }
 
+    /// `_add_reader(fd, callback)` from native code: run `callback()` whenever `fd` is readable.
+    pub(crate) fn watch_read(
+        slf: &Bound<'_, Self>,
+        fd: RawFd,
+        callback: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        slf.get().check_closed()?;
+        let handle = Py::new(
+            py,
+            Self::make_handle(slf, callback, PyTuple::empty(py), None)?,
+        )?;
+        slf.get()
+            .set_fd_handle(py, fd, false, Some(handle))
+            .map(drop)
+    }
+
+    /// The loop's `_transports` table.
+    pub(crate) fn transports<'py>(&self, py: Python<'py>) -> PyResult<&Bound<'py, TransportTable>> {
+        Ok(self
+            .transports
+            .get_or_try_init(py, || Py::new(py, TransportTable::new()))?
+            .bind(py))
+    }
+
+    /// Stop watching `fd` for reading (or writing): asyncio's `_remove_reader`/`_remove_writer`,
+    /// which do nothing once the loop is closed.
+    pub(crate) fn unwatch(&self, py: Python<'_>, fd: RawFd, write: bool) -> PyResult<bool> {
+        self.set_fd_handle(py, fd, write, None)
+    }
+
     /// Queue a transport for the end-of-lap flush (it makes sure it is queued once).
     pub(crate) fn schedule_flush(&self, core: Py<StreamCore>) {
         lock(&self.flush_queue).push(core);
@@ -718,7 +753,7 @@ impl LoopCore {
 /// An AF_INET/AF_INET6 address as Python's socket module returns it: `(host, port)` or
 /// `(host, port, flowinfo, scope_id)`, the host formatted by getnameinfo(NI_NUMERICHOST) as
 /// CPython does (so a scoped IPv6 address keeps its `%zone`).
-fn sockaddr_to_py<'py>(
+pub(crate) fn sockaddr_to_py<'py>(
     py: Python<'py>,
     addr: &libc::sockaddr_storage,
     len: libc::socklen_t,
@@ -978,6 +1013,12 @@ impl LoopCore {
         }
     }
 
+    /// asyncio's `_transports`: descriptor → transport (see `transports/table.rs`).
+    #[getter]
+    fn _transports(&self, py: Python<'_>) -> PyResult<Py<TransportTable>> {
+        Ok(self.transports(py)?.clone().unbind())
+    }
+
     /// Wake the loop from any thread (asyncio's `_write_to_self`).
     fn _write_to_self(&self) {
         self.wake();
@@ -1039,6 +1080,7 @@ impl LoopCore {
         nbytes: usize,
     ) -> PyResult<()> {
         let py = slf.py();
+        slf.get().transports(py)?.get().ensure_free(py, fd)?;
         let waiter = Py::new(
             py,
             SockRecv::new(fd, nbytes, fut.clone().unbind(), slf.clone().unbind()),

@@ -5,6 +5,7 @@ mod event_loop;
 mod fastcall;
 mod handles;
 mod lock;
+mod server;
 mod sock_ops;
 mod transports;
 
@@ -19,5 +20,6 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transports::stream::StreamCore>()?;
     m.add_class::<transports::datagram::DatagramCore>()?;
     m.add_class::<sock_ops::SockRecv>()?;
+    m.add_class::<server::Acceptor>()?;
     Ok(())
 }

@@ -50,6 +50,20 @@ def _cert(subject, key, issuer, issuer_key, *, ca=False, sans=(), usage=None):
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        # Key identifiers and key usage: Python 3.13 verifies with VERIFY_X509_STRICT.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca, content_commitment=False,
+                key_encipherment=not ca, data_encipherment=False, key_agreement=False,
+                key_cert_sign=ca, crl_sign=ca, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
     )
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import os
 import selectors
@@ -31,7 +32,7 @@ from asyncio import (
 from asyncio.log import logger
 from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
-from ._oxloop import Handle, LoopCore, TimerHandle
+from ._oxloop import Acceptor, Handle, LoopCore, StreamCore, TimerHandle
 from ._transports import _DatagramTransport, _ReadPipeTransport, _SocketTransport
 
 __all__ = ("Handle", "Loop", "TimerHandle")
@@ -105,7 +106,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         self._old_agen_hooks = None
         self._signal_handlers = {}
         self._old_wakeup_fd = None
-        self._transports = weakref.WeakValueDictionary()
         self._unix_server_sockets = {}  # 3.13's create_unix_server(cleanup_socket=True)
         self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
@@ -175,7 +175,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "_check_sendfile_params",
             "start_tls",
             # selector_events: transports, serving, socket operations
-            "_start_serving",
             "_accept_connection",
             "_accept_connection2",
             "_ensure_fd_no_transport",
@@ -294,8 +293,27 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             except OSError as err:
                 logger.error("Unable to clean up listening UNIX socket %r: %r", path, err)
 
+    _start_serving_py = _borrow("_start_serving")["_start_serving"]
+
+    def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
+                       *timeouts):
+        """Accept natively (an ``Acceptor`` as the listening socket's reader); TLS servers and
+        debug mode take asyncio's ``_accept_connection``."""
+        if sslcontext is not None or self._debug:
+            return self._start_serving_py(
+                protocol_factory, sock, sslcontext, server, backlog, *timeouts
+            )
+        fallback = functools.partial(
+            self._accept_connection, protocol_factory, sock, sslcontext, server, backlog,
+            *timeouts,
+        )
+        acceptor = Acceptor(
+            self, sock, protocol_factory, server, backlog, _SocketTransport, fallback
+        )
+        self._add_reader(sock.fileno(), acceptor)
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        return _SocketTransport(self, sock, protocol, waiter, extra, server)
+        return StreamCore._create(_SocketTransport, self, sock, protocol, waiter, extra, server)
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from the non-blocking socket sock (asyncio's checks; the wait
@@ -308,9 +326,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         except (BlockingIOError, InterruptedError):
             pass
         fut = self.create_future()
-        fd = sock.fileno()
-        self._ensure_fd_no_transport(fd)
-        self._sock_recv_wait(fd, fut, n)
+        self._sock_recv_wait(sock.fileno(), fut, n)  # refuses a descriptor a transport owns
         return await fut
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
@@ -330,7 +346,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         ssl_protocol = sslproto.SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
-        _SocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,

@@ -1,23 +1,29 @@
-"""oxloop's socket transport: asyncio's own, with its per-packet paths native.
+"""oxloop's transports: the socket transport runs on a native core; datagrams and pipes are
+asyncio's own, with their per-packet paths native.
 
-``_SocketTransport`` is asyncio's ``_SelectorSocketTransport`` — so everything done once per
-connection (set-up, ``close``, ``abort``, EOF, errors, ``connection_lost``, sendfile) is asyncio's
-code, version for version — whose reads, writes and write buffer are a native ``StreamCore``:
-reads go from ``recv`` to ``data_received`` without Python in between, and writes are queued and
-sent with one ``writev`` per transport at the end of the loop's lap.
+``_SocketTransport`` is an ``asyncio.Transport`` whose work is done by a native ``StreamCore``
+(set-up, reads, writes, EOF, close, ``connection_lost``, with asyncio's
+``_SelectorSocketTransport`` semantics): the loop calls the core directly for each read and
+flush, and the transport's methods hand their call to it. What is rare and differs between
+Python versions is asyncio's own code: ``__repr__``, ``__del__`` (the ResourceWarning of an
+unclosed transport), ``_fatal_error`` and the flow-control callbacks. The private attributes
+asyncio's code and CPython's tests use (``_sock``, ``_loop``, ``_closing``…) read and write the
+core's state.
 """
 
 from __future__ import annotations
 
 import socket
-from asyncio import protocols, selector_events, unix_events
+from asyncio import base_events, selector_events, transports, unix_events
 from asyncio.log import logger
 
 from ._oxloop import DatagramCore, StreamCore
 
+_Selector = selector_events._SelectorSocketTransport
 
-def _core_attribute(name: str, doc: str) -> property:
-    """A transport attribute that lives in the native core, so both halves share it."""
+
+def _core_attribute(name: str, doc: str, settable: bool = True) -> property:
+    """A transport attribute that lives in the native core."""
 
     def get(self):
         return getattr(self._core, name)
@@ -25,60 +31,122 @@ def _core_attribute(name: str, doc: str) -> property:
     def set(self, value):
         setattr(self._core, name, value)
 
-    return property(get, set, doc=doc)
+    return property(get, set if settable else None, doc=doc)
 
 
-class _SocketTransport(selector_events._SelectorSocketTransport):
-    """A TCP or Unix stream transport (an ``asyncio.Transport``)."""
+class _SocketTransport(transports._FlowControlMixin, transports.Transport):
+    """A TCP or Unix stream transport."""
 
-    def __init__(self, loop, sock, protocol, waiter=None, extra=None, server=None):
-        core = self._core = StreamCore(loop, sock.fileno())
-        # Per-packet entry points, bound once: asyncio's __init__ registers _read_ready.
-        self._read_ready = core._read_ready
-        self.write = core.write
-        self.writelines = core.writelines
-        self.get_write_buffer_size = core.get_write_buffer_size
-        super().__init__(loop, sock, protocol, waiter, extra, server)
-        self._write_ready = core._write_ready
-        core.attach(self)
+    __slots__ = ("_core", "__dict__", "__weakref__")
 
-    def set_protocol(self, protocol):
-        super().set_protocol(protocol)
-        self._core.set_protocol(protocol, isinstance(protocol, protocols.BufferedProtocol))
+    _start_tls_compatible = _Selector._start_tls_compatible
+    _sendfile_compatible = _Selector._sendfile_compatible
+    max_size = _Selector.max_size
+
+    __repr__ = selector_events._SelectorTransport.__repr__
+    __del__ = selector_events._SelectorTransport.__del__
+    _fatal_error = selector_events._SelectorTransport._fatal_error
+    _maybe_pause_protocol = transports._FlowControlMixin._maybe_pause_protocol
+    _maybe_resume_protocol = transports._FlowControlMixin._maybe_resume_protocol
+
+    def __new__(cls, *args, **kwargs):
+        raise TypeError("socket transports are made by the event loop")
+
+    # -- per packet --
+    def write(self, data):
+        self._core.write(data)
+
+    def writelines(self, list_of_data):
+        self._core.writelines(list_of_data)
+
+    def get_write_buffer_size(self):
+        return self._core.get_write_buffer_size()
+
+    # -- per connection --
+    def get_extra_info(self, name, default=None):
+        return self._core.get_extra_info(name, default)
+
+    def is_closing(self):
+        return self._core.is_closing()
+
+    def close(self):
+        self._core.close()
+
+    def abort(self):
+        self._core.abort()
+
+    def _force_close(self, exc):
+        self._core._force_close(exc)
 
     def _call_connection_lost(self, exc):
-        try:
-            super()._call_connection_lost(exc)
-        finally:
-            self._core.detach()
+        self._core._call_connection_lost(exc)
 
-    # asyncio's code reads and writes these; the native core acts on them per packet.
-    _conn_lost = _core_attribute("conn_lost", "connection_lost() scheduled; writes since")
-    _eof = _core_attribute("eof", "write_eof() was called")
-    _closing = _core_attribute("closing", "close() was called")
-    _protocol_paused = _core_attribute("protocol_paused", "pause_writing() was called")
-    _high_water = _core_attribute("high_water", "write buffer high-water mark")
-    _low_water = _core_attribute("low_water", "write buffer low-water mark")
-    _empty_waiter = _core_attribute("empty_waiter", "future set when the buffer empties")
+    def set_protocol(self, protocol):
+        self._core.set_protocol(protocol)
 
-    @property
-    def _protocol(self):
-        return self._core.protocol
+    def get_protocol(self):
+        return self._core.get_protocol()
 
-    @_protocol.setter
-    def _protocol(self, protocol):
-        self._core.set_protocol(protocol, isinstance(protocol, protocols.BufferedProtocol))
+    def is_reading(self):
+        return self._core.is_reading()
 
-    @property
-    def _buffer(self):
-        """The write queue: its truth value, ``len`` and ``clear()`` are a deque's."""
-        return self._core
+    def pause_reading(self):
+        self._core.pause_reading()
 
-    @_buffer.setter
-    def _buffer(self, value):
-        # asyncio's __init__ assigns a fresh deque; the queue is the core's.
-        if value:
-            raise ValueError("the write buffer of an oxloop transport cannot be replaced")
+    def resume_reading(self):
+        self._core.resume_reading()
+
+    def write_eof(self):
+        self._core.write_eof()
+
+    def can_write_eof(self):
+        return True
+
+    def get_write_buffer_limits(self):
+        return self._core.get_write_buffer_limits()
+
+    def set_write_buffer_limits(self, high=None, low=None):
+        self._core.set_write_buffer_limits(high, low)
+
+    def _add_reader(self, fd, callback, *args):
+        if not self.is_reading():
+            return
+        self._loop._add_reader(fd, callback, *args)
+
+    def _read_ready(self):
+        self._core._read_ready()
+
+    def _write_ready(self):
+        self._core._write_ready()
+
+    def _read_ready__on_eof(self):
+        self._core._read_ready__on_eof()
+
+    def _make_empty_waiter(self):
+        return self._core._make_empty_waiter()
+
+    def _reset_empty_waiter(self):
+        self._core._reset_empty_waiter()
+
+    _loop = _core_attribute("_loop", "the loop; None after connection_lost", False)
+    _sock = _core_attribute("_sock", "the socket; None after connection_lost")
+    _sock_fd = _core_attribute("_sock_fd", "the socket's descriptor", False)
+    _server = _core_attribute("_server", "the Server that accepted it, or None", False)
+    _extra = _core_attribute("_extra", "get_extra_info's dict", False)
+    _protocol = _core_attribute("_protocol", "the protocol")
+    _protocol_connected = _core_attribute("_protocol_connected", "connection_lost is due")
+    _conn_lost = _core_attribute("_conn_lost", "connection_lost() scheduled; writes since")
+    _eof = _core_attribute("_eof", "write_eof() was called")
+    _closing = _core_attribute("_closing", "close() was called")
+    _paused = _core_attribute("_paused", "pause_reading() was called")
+    _protocol_paused = _core_attribute("_protocol_paused", "pause_writing() was called")
+    _high_water = _core_attribute("_high_water", "write buffer high-water mark")
+    _low_water = _core_attribute("_low_water", "write buffer low-water mark")
+    _empty_waiter = _core_attribute("_empty_waiter", "future set when the buffer empties")
+
+
+# Python 3.13's Server counts its transports (close_clients/abort_clients).
+StreamCore._configure(base_events.Server._attach.__code__.co_argcount == 2)
 
 
 class _DatagramTransport(selector_events._SelectorDatagramTransport):

@@ -1,4 +1,5 @@
-//! Native halves of the transports: what runs per packet.
+//! The transports' native parts, and the loop's table of them.
 
 pub mod datagram;
 pub mod stream;
+pub mod table;

@@ -1,36 +1,46 @@
-//! `StreamCore`: the per-packet half of oxloop's socket transport (TCP and Unix streams).
+//! `StreamCore`: oxloop's socket transport (TCP and Unix streams), native.
 //!
-//! The transport users see is `oxloop._transports._SocketTransport`, a subclass of asyncio's own
-//! `_SelectorSocketTransport` that keeps asyncio's code for everything done once per connection
-//! (set-up, close, abort, EOF, errors, `connection_lost`, sendfile hand-over) and delegates the
-//! hot paths here:
+//! The class users see is `oxloop._transports._SocketTransport`, a thin Python subclass that
+//! registers as an `asyncio.Transport` and takes asyncio's own code for what is rare and
+//! version-dependent (`__repr__`, `__del__`, `_fatal_error`, the flow-control callbacks). The
+//! rest is here, with asyncio's `_SelectorSocketTransport` semantics:
+//! - set-up: the transport's state, `TCP_NODELAY` as asyncio sets it, the server's count, then
+//!   `connection_made`, the reader and the waiter scheduled as asyncio schedules them;
 //! - reading: `recv` into the loop's shared 256 KiB buffer, one exact-size `bytes` per read, then
 //!   `protocol.data_received`; a `BufferedProtocol` is filled in place (`get_buffer`/`buffer_updated`);
 //! - writing: `write()` queues (`bytes` by reference, mutable buffers copied), and the loop sends
 //!   each transport's queue with one `writev` at the end of the lap, or at once when the queue
-//!   passes the high-water mark; what the socket does not take waits for a writable event.
+//!   passes the high-water mark; what the socket does not take waits for a writable event;
+//! - EOF, `close`, `abort`, `write_eof`, pausing, and `connection_lost`.
 //!
-//! The transport's state that asyncio's Python code reads and writes (`_conn_lost`, `_eof`,
-//! `_closing`, `_protocol_paused`, water marks, `_empty_waiter`, `_protocol`, `_buffer`) lives
-//! here, exposed as properties, so both halves see one truth. The socket's descriptor belongs to
-//! the Python socket object: this core never closes it.
+//! asyncio's code (and CPython's tests) read and write the transport's private attributes
+//! (`_sock`, `_loop`, `_closing`, `_protocol_paused`…): they are properties over the state here.
+//! `get_extra_info` values are made on first use: the addresses are kept in their system form.
+//! The socket's descriptor belongs to the Python socket object: it is closed by `sock.close()`.
 
+use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use oxloop_core::buffers::{Chunk, WriteQueue};
-use pyo3::exceptions::{PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError};
+use pyo3::exceptions::{
+    PyConnectionError, PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
-
-use crate::lock::lock;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
-use crate::event_loop::{os_error_from, LoopCore};
+use crate::event_loop::{os_error_from, sockaddr_to_py, LoopCore};
+use crate::lock::lock;
 
 /// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u64 = 5;
+
+/// `Server._attach`/`_detach` take the transport (Python 3.13+); set once at import.
+static SERVER_TRACKS_TRANSPORTS: AtomicBool = AtomicBool::new(false);
 
 /// A queued write: a `bytes` object held by reference, or a copy of a mutable buffer.
 enum WriteChunk {
@@ -55,21 +65,102 @@ impl Chunk for WriteChunk {
     }
 }
 
-/// Scratch iovecs for `writev`.
-struct IoVecs(Vec<libc::iovec>);
-// SAFETY: the pointers are only meaningful during one `WriteQueue::write_to` call, which fills
-// the vector first; between calls they are never dereferenced.
-unsafe impl Send for IoVecs {}
+thread_local! {
+    /// Scratch iovecs for `writev`, shared by the transports of the thread's loops (writes run
+    /// on the loop's thread, one transport at a time).
+    static IOV: RefCell<Vec<libc::iovec>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An AF_INET/AF_INET6 address in its system form, turned into Python's tuple when asked for.
+#[derive(Clone, Copy)]
+pub(crate) enum RawAddr {
+    V4(libc::sockaddr_in),
+    V6(libc::sockaddr_in6),
+}
+
+impl RawAddr {
+    /// The address in `storage` (`len` bytes), if it is AF_INET or AF_INET6.
+    pub(crate) fn from_storage(storage: &libc::sockaddr_storage) -> Option<Self> {
+        // SAFETY: the family says which sockaddr type the storage holds; both are smaller.
+        unsafe {
+            match i32::from(storage.ss_family) {
+                libc::AF_INET => Some(RawAddr::V4(
+                    *(storage as *const _ as *const libc::sockaddr_in),
+                )),
+                libc::AF_INET6 => Some(RawAddr::V6(
+                    *(storage as *const _ as *const libc::sockaddr_in6),
+                )),
+                _ => None,
+            }
+        }
+    }
+
+    /// `getsockname` or `getpeername` of `fd`: Ok(None) for a family kept as Python objects,
+    /// Err for a failing call.
+    fn query(fd: RawFd, peer: bool) -> io::Result<(i32, Option<Self>)> {
+        // SAFETY: an all-zero sockaddr_storage is valid; the call writes at most `len` bytes.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let p = (&mut storage as *mut libc::sockaddr_storage).cast();
+        let rc = unsafe {
+            if peer {
+                libc::getpeername(fd, p, &mut len)
+            } else {
+                libc::getsockname(fd, p, &mut len)
+            }
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((i32::from(storage.ss_family), Self::from_storage(&storage)))
+    }
+
+    fn to_py<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        // SAFETY: an all-zero sockaddr_storage is valid; the copied address fits in it.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = match self {
+            RawAddr::V4(a) => unsafe {
+                *(&mut storage as *mut _ as *mut libc::sockaddr_in) = a;
+                std::mem::size_of::<libc::sockaddr_in>()
+            },
+            RawAddr::V6(a) => unsafe {
+                *(&mut storage as *mut _ as *mut libc::sockaddr_in6) = a;
+                std::mem::size_of::<libc::sockaddr_in6>()
+            },
+        };
+        sockaddr_to_py(py, &storage, len as libc::socklen_t)
+    }
+}
+
+/// An address `get_extra_info` reports: not asked yet, unavailable (None), or in system form.
+#[derive(Clone, Copy)]
+enum Addr {
+    Unset,
+    Failed,
+    Raw(RawAddr),
+}
 
 struct StreamState {
+    /// The Python transport (`_SocketTransport`) this core runs; None after `connection_lost`.
     transport: Option<Py<PyAny>>,
+    /// `_loop` reads as the loop until `connection_lost` has been called, then None.
+    loop_visible: bool,
+    sock: Option<Py<PyAny>>,
+    server: Option<Py<PyAny>>,
+    /// The `extra` dict given at creation (asyncio keeps that very dict), or the one made for
+    /// `get_extra_info` once the lazy entries are filled in.
+    extra: Option<Py<PyDict>>,
+    extra_complete: bool,
+    sockname: Addr,
+    peername: Addr,
     protocol: Option<Py<PyAny>>,
     buffered_protocol: bool,
+    protocol_connected: bool,
     queue: WriteQueue<WriteChunk>,
-    iov: IoVecs,
     conn_lost: u64,
     eof: bool,
     closing: bool,
+    paused: bool,
     protocol_paused: bool,
     high_water: usize,
     low_water: usize,
@@ -83,23 +174,138 @@ struct StreamState {
 #[pyclass(module = "oxloop._oxloop", frozen)]
 pub struct StreamCore {
     fd: RawFd,
+    /// The socket's address family (0 if getsockname failed).
+    family: i32,
     loop_: Py<LoopCore>,
+    /// The socket, kept for `get_extra_info('socket')` after `_sock` is cleared.
+    sock_obj: Py<PyAny>,
     st: Mutex<StreamState>,
 }
 
+/// A cached attribute of an imported module.
+fn cached<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    name: &str,
+) -> PyResult<&'py Bound<'py, PyAny>> {
+    Ok(cell
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import(module)?.getattr(name)?.unbind())
+        })?
+        .bind(py))
+}
+
+fn asyncio_logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    cached(py, &LOGGER, "asyncio.log", "logger")
+}
+
+fn is_buffered_protocol(protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
+    static CLS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    protocol.is_instance(cached(
+        protocol.py(),
+        &CLS,
+        "asyncio.protocols",
+        "BufferedProtocol",
+    )?)
+}
+
 impl StreamCore {
-    /// Drop the references to Python objects (the transport, protocol, waiter, queued data).
-    fn release_state(&self) {
-        let dropped = {
-            let mut st = lock(&self.st);
-            (
-                st.transport.take(),
-                st.protocol.take(),
-                st.empty_waiter.take(),
-                st.queue.clear(),
-            )
+    /// The transport's state before it starts (asyncio's `__init__` up to `_attach`).
+    fn new_state(
+        loop_: &Bound<'_, LoopCore>,
+        sock: &Bound<'_, PyAny>,
+        protocol: &Bound<'_, PyAny>,
+        extra: Option<Bound<'_, PyDict>>,
+        server: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let py = sock.py();
+        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        let buffered = is_buffered_protocol(protocol)?;
+        let (family, sockname) = match RawAddr::query(fd, false) {
+            Ok((family, Some(a))) => (family, Addr::Raw(a)),
+            Ok((family, None)) => (family, Addr::Unset),
+            Err(_) => (0, Addr::Failed),
         };
-        drop(dropped);
+        Ok(StreamCore {
+            fd,
+            family,
+            loop_: loop_.clone().unbind(),
+            sock_obj: sock.clone().unbind(),
+            st: Mutex::new(StreamState {
+                transport: None,
+                loop_visible: true,
+                sock: Some(sock.clone().unbind()),
+                server: server.map(Bound::unbind),
+                extra: extra.map(Bound::unbind),
+                extra_complete: false,
+                sockname,
+                peername: Addr::Unset,
+                protocol: Some(protocol.clone().unbind()),
+                buffered_protocol: buffered,
+                protocol_connected: true,
+                queue: WriteQueue::new(),
+                conn_lost: 0,
+                eof: false,
+                closing: false,
+                paused: false,
+                protocol_paused: false,
+                high_water: 64 * 1024,
+                low_water: 16 * 1024,
+                empty_waiter: None,
+                flush_scheduled: false,
+                writing: false,
+            }),
+        })
+    }
+
+    /// Make a transport of class `cls` (`_SocketTransport`) over a new core, and start it as
+    /// asyncio's `__init__` does. `peer` is the peer's address from `accept`, when known.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn create<'py>(
+        cls: &Bound<'py, PyType>,
+        loop_: &Bound<'py, LoopCore>,
+        sock: &Bound<'py, PyAny>,
+        protocol: &Bound<'py, PyAny>,
+        waiter: Option<Bound<'py, PyAny>>,
+        extra: Option<Bound<'py, PyDict>>,
+        server: Option<Bound<'py, PyAny>>,
+        peer: Option<RawAddr>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = cls.py();
+        let given_peer = match &extra {
+            Some(e) => e.contains(intern!(py, "peername"))?,
+            None => false,
+        };
+        let core = Bound::new(py, Self::new_state(loop_, sock, protocol, extra, server)?)?;
+        // `object.__new__(cls)`: the class is a plain Python subclass of asyncio.Transport.
+        // SAFETY: tp_alloc of a heap type returns a new reference or NULL with an exception set.
+        let transport = unsafe {
+            let tp = cls.as_type_ptr();
+            let alloc = (*tp).tp_alloc.unwrap_or(ffi::PyType_GenericAlloc);
+            Bound::from_owned_ptr_or_err(py, alloc(tp, 0))?
+        };
+        transport.setattr(intern!(py, "_core"), &core)?;
+        let this = core.get();
+        lock(&this.st).transport = Some(transport.clone().unbind());
+        let inet = this.family == libc::AF_INET || this.family == libc::AF_INET6;
+        if inet && !given_peer {
+            let peername = match peer {
+                Some(p) => Addr::Raw(p),
+                None => match RawAddr::query(this.fd, true) {
+                    Ok((_, Some(a))) => Addr::Raw(a),
+                    _ => Addr::Failed,
+                },
+            };
+            lock(&this.st).peername = peername;
+        }
+        if !inet {
+            // Unix sockets: the socket module's own conversions, made now as asyncio does.
+            this.fill_extra(py, sock)?;
+        }
+        this.start(&core, &transport, sock, waiter)?;
+        Ok(transport)
     }
 
     fn transport<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
@@ -109,34 +315,122 @@ impl StreamCore {
             .map(|t| t.bind(py).clone())
     }
 
-    /// `transport._fatal_error(exc, message)`, asyncio's handling of a broken connection.
-    fn fatal_error(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
-        if let Some(t) = self.transport(py) {
+    /// The rest of asyncio's `__init__`: the server's count, the loop's transport table,
+    /// TCP_NODELAY, then `connection_made`, the reader and the waiter, in that order.
+    fn start(
+        &self,
+        slf: &Bound<'_, Self>,
+        transport: &Bound<'_, PyAny>,
+        sock: &Bound<'_, PyAny>,
+        waiter: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let server = lock(&self.st).server.as_ref().map(|s| s.clone_ref(py));
+        if let Some(server) = server {
+            if SERVER_TRACKS_TRANSPORTS.load(Ordering::Relaxed) {
+                server.call_method1(py, intern!(py, "_attach"), (transport,))?;
+            } else {
+                server.call_method0(py, intern!(py, "_attach"))?;
+            }
+        }
+        let lp = self.loop_.bind(py);
+        self.loop_
+            .get()
+            .transports(py)?
+            .get()
+            .__setitem__(self.fd, transport)?;
+        if (self.family == libc::AF_INET || self.family == libc::AF_INET6)
+            && sock.getattr(intern!(py, "proto"))?.extract::<i32>()? == libc::IPPROTO_TCP
+        {
+            set_nodelay(self.fd)?;
+        }
+        let protocol = lock(&self.st).protocol.as_ref().map(|p| p.clone_ref(py));
+        if let Some(protocol) = protocol {
+            let made = protocol.bind(py).getattr(intern!(py, "connection_made"))?;
+            LoopCore::call_soon_impl(lp, made, PyTuple::new(py, [transport])?, None, false)?;
+        }
+        // asyncio schedules `self._add_reader(fd, self._read_ready)`; the native equivalent.
+        let start = slf.getattr(intern!(py, "_start_reading"))?;
+        LoopCore::call_soon_impl(lp, start, PyTuple::empty(py), None, false)?;
+        if let Some(waiter) = waiter {
+            static SET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            let set = cached(py, &SET, "asyncio.futures", "_set_result_unless_cancelled")?;
+            let args = PyTuple::new(py, [waiter, py.None().into_bound(py)])?;
+            LoopCore::call_soon_impl(lp, set.clone(), args, None, false)?;
+        }
+        Ok(())
+    }
+
+    /// Fill the `extra` dict with the entries asyncio puts there at creation: `socket` (an
+    /// asyncio `TransportSocket`), `sockname` and, unless given, `peername`.
+    fn fill_extra(&self, py: Python<'_>, sock: &Bound<'_, PyAny>) -> PyResult<Py<PyDict>> {
+        let (extra, sockname, peername) = {
+            let mut st = lock(&self.st);
+            if st.extra_complete {
+                if let Some(e) = &st.extra {
+                    return Ok(e.clone_ref(py));
+                }
+            }
+            st.extra_complete = true;
+            let extra = st
+                .extra
+                .get_or_insert_with(|| PyDict::new(py).unbind())
+                .clone_ref(py);
+            (extra, st.sockname, st.peername)
+        };
+        let dict = extra.bind(py);
+        static TRSOCK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let trsock = cached(py, &TRSOCK, "asyncio.trsock", "TransportSocket")?;
+        dict.set_item(intern!(py, "socket"), trsock.call1((sock,))?)?;
+        let value = |addr: Addr, method: &str| -> PyResult<Py<PyAny>> {
+            match addr {
+                Addr::Raw(a) => Ok(a.to_py(py)?.unbind()),
+                Addr::Failed => Ok(py.None()),
+                Addr::Unset => match sock.call_method0(method) {
+                    Ok(a) => Ok(a.unbind()),
+                    Err(e) if e.is_instance_of::<pyo3::exceptions::PyOSError>(py) => Ok(py.None()),
+                    Err(e) => Err(e),
+                },
+            }
+        };
+        dict.set_item(intern!(py, "sockname"), value(sockname, "getsockname")?)?;
+        if !dict.contains(intern!(py, "peername"))? {
+            dict.set_item(intern!(py, "peername"), value(peername, "getpeername")?)?;
+        }
+        Ok(extra)
+    }
+
+    fn extra_dict(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
+        self.fill_extra(py, self.sock_obj.bind(py))
+    }
+
+    fn protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.st).protocol.as_ref().map(|p| p.clone_ref(py))
+    }
+
+    /// `self._fatal_error(exc, message)`: asyncio's handling of a broken connection.
+    fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        if let Some(t) = slf.get().transport(py) {
             t.call_method1(intern!(py, "_fatal_error"), (err.value(py), message))?;
         }
         Ok(())
     }
 
     /// Report an exception raised by a protocol callback; SystemExit and KeyboardInterrupt go up.
-    fn protocol_failed(&self, py: Python<'_>, err: PyErr, message: &str) -> PyResult<()> {
+    fn protocol_failed(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
+        let py = slf.py();
         if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
             return Err(err);
         }
-        self.fatal_error(py, err, message)
-    }
-
-    fn on_eof(&self, py: Python<'_>) -> PyResult<()> {
-        if let Some(t) = self.transport(py) {
-            t.call_method0(intern!(py, "_read_ready__on_eof"))?;
-        }
-        Ok(())
+        Self::fatal_error(slf, err, message)
     }
 
     fn read_into_protocol_buffer(
-        &self,
-        py: Python<'_>,
+        slf: &Bound<'_, Self>,
         protocol: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        let py = slf.py();
         let buf = match protocol
             .call_method1(intern!(py, "get_buffer"), (-1,))
             .and_then(|b| {
@@ -150,8 +444,8 @@ impl StreamCore {
             }) {
             Ok(b) => b,
             Err(e) => {
-                return self.protocol_failed(
-                    py,
+                return Self::protocol_failed(
+                    slf,
                     e,
                     "Fatal error: protocol.get_buffer() call failed.",
                 )
@@ -163,24 +457,23 @@ impl StreamCore {
                 let e = PyTypeError::new_err(
                     "recv_into() argument 'buffer' must be read-write bytes-like object",
                 );
-                return self.fatal_error(py, e, "Fatal read error on socket transport");
+                return Self::fatal_error(slf, e, "Fatal read error on socket transport");
             }
-            Err(e) => return self.fatal_error(py, e, "Fatal read error on socket transport"),
+            Err(e) => return Self::fatal_error(slf, e, "Fatal read error on socket transport"),
         };
-        // SAFETY: `view` is a writable, contiguous-or-not buffer of `len_bytes()` bytes kept alive
-        // by `view`; recv writes at most that many bytes at its start. A non-contiguous buffer
-        // is refused by PyBuffer::get for u8 with the simple format.
-        let n = unsafe { libc::recv(self.fd, view.buf_ptr(), view.len_bytes(), 0) };
+        // SAFETY: `view` is a writable buffer of `len_bytes()` bytes kept alive by `view`; recv
+        // writes at most that many bytes at its start. PyBuffer::get refuses non-contiguous ones.
+        let n = unsafe { libc::recv(slf.get().fd, view.buf_ptr(), view.len_bytes(), 0) };
         drop(view);
         if n < 0 {
-            return self.read_error(py, io::Error::last_os_error());
+            return Self::read_error(slf, io::Error::last_os_error());
         }
         if n == 0 {
-            return self.on_eof(py);
+            return Self::on_eof(slf);
         }
         if let Err(e) = protocol.call_method1(intern!(py, "buffer_updated"), (n as usize,)) {
-            return self.protocol_failed(
-                py,
+            return Self::protocol_failed(
+                slf,
                 e,
                 "Fatal error: protocol.buffer_updated() call failed.",
             );
@@ -188,20 +481,43 @@ impl StreamCore {
         Ok(())
     }
 
-    fn read_error(&self, py: Python<'_>, err: io::Error) -> PyResult<()> {
+    fn read_error(slf: &Bound<'_, Self>, err: io::Error) -> PyResult<()> {
         match err.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(()),
-            _ => self.fatal_error(
-                py,
+            _ => Self::fatal_error(
+                slf,
                 os_error_from(&err),
                 "Fatal read error on socket transport",
             ),
         }
     }
 
+    /// asyncio's `_read_ready__on_eof`: `eof_received()`, then close unless it returned true.
+    fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.loop_.get().is_debug() {
+            if let Some(t) = this.transport(py) {
+                asyncio_logger(py)?.call_method1(intern!(py, "debug"), ("%r received EOF", t))?;
+            }
+        }
+        let Some(protocol) = this.protocol(py) else {
+            return Ok(());
+        };
+        match protocol.call_method0(py, intern!(py, "eof_received")) {
+            Err(e) => {
+                Self::protocol_failed(slf, e, "Fatal error: protocol.eof_received() call failed.")
+            }
+            Ok(keep_open) if keep_open.is_truthy(py)? => {
+                this.loop_.get().unwatch(py, this.fd, false)?;
+                Ok(())
+            }
+            Ok(_) => Self::close(slf),
+        }
+    }
+
     /// Send what is queued, with one writev; then do what asyncio's `_write_ready` does.
     pub(crate) fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
         let this = slf.get();
         let (result, done) = {
             let mut st = lock(&this.st);
@@ -209,8 +525,8 @@ impl StreamCore {
             if st.queue.is_empty() || st.conn_lost > 0 {
                 return Ok(());
             }
-            let StreamState { queue, iov, .. } = &mut *st;
-            match queue.write_to(this.fd, &mut iov.0) {
+            let written = IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut()));
+            match written {
                 Ok((_, done)) => (Ok(()), done),
                 Err(e) => (Err(e), Vec::new()),
             }
@@ -219,7 +535,7 @@ impl StreamCore {
         match result {
             Ok(()) => Self::after_write(slf),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Self::watch_writable(slf),
-            Err(e) => this.write_error(py, e),
+            Err(e) => Self::write_error(slf, e),
         }
     }
 
@@ -250,9 +566,8 @@ impl StreamCore {
             let st = lock(&this.st);
             st.protocol_paused && st.queue.len() <= st.low_water
         };
-        let transport = this.transport(py);
         if resume {
-            if let Some(t) = &transport {
+            if let Some(t) = this.transport(py) {
                 t.call_method0(intern!(py, "_maybe_resume_protocol"))?; // may queue more
             }
         }
@@ -272,28 +587,35 @@ impl StreamCore {
             return Self::watch_writable(slf);
         }
         if drop_writer {
-            this.loop_
-                .bind(py)
-                .call_method1(intern!(py, "_remove_writer"), (this.fd,))?;
+            this.loop_.get().unwatch(py, this.fd, true)?;
         }
         if let Some(w) = waiter {
             w.bind(py)
                 .call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
-        if let Some(t) = transport {
-            if closing {
+        if closing {
+            if let Some(t) = this.transport(py) {
                 t.call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
-            } else if eof {
-                t.getattr(intern!(py, "_sock"))?
-                    .call_method1(intern!(py, "shutdown"), (libc::SHUT_WR,))?;
             }
+        } else if eof {
+            this.shutdown_write()?;
         }
         Ok(())
     }
 
-    fn write_error(&self, py: Python<'_>, err: io::Error) -> PyResult<()> {
+    fn shutdown_write(&self) -> PyResult<()> {
+        // SAFETY: shutdown on a descriptor number; errors are reported, not undefined.
+        if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } < 0 {
+            return Err(os_error_from(&io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn write_error(slf: &Bound<'_, Self>, err: io::Error) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
         let (dropped, writing, waiter) = {
-            let mut st = lock(&self.st);
+            let mut st = lock(&this.st);
             let writing = std::mem::replace(&mut st.writing, false);
             (
                 st.queue.clear(),
@@ -303,13 +625,11 @@ impl StreamCore {
         };
         drop(dropped);
         if writing {
-            self.loop_
-                .bind(py)
-                .call_method1(intern!(py, "_remove_writer"), (self.fd,))?;
+            this.loop_.get().unwatch(py, this.fd, true)?;
         }
         let exc = os_error_from(&err);
         let value = exc.value(py).clone();
-        self.fatal_error(py, exc, "Fatal write error on socket transport")?;
+        Self::fatal_error(slf, exc, "Fatal write error on socket transport")?;
         if let Some(w) = waiter {
             w.bind(py)
                 .call_method1(intern!(py, "set_exception"), (value,))?;
@@ -380,14 +700,58 @@ impl StreamCore {
             st.conn_lost += 1;
             drop(st);
             if warn {
-                py.import("asyncio.log")?
-                    .getattr("logger")?
-                    .call_method1("warning", ("socket.send() raised exception.",))?;
+                asyncio_logger(py)?
+                    .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
             }
             return Ok(false);
         }
         Ok(true)
     }
+
+    /// Schedule `self._call_connection_lost(exc)` (asyncio's `call_soon` of it).
+    fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let Some(t) = slf.get().transport(py) else {
+            return Ok(());
+        };
+        let cb = t.getattr(intern!(py, "_call_connection_lost"))?;
+        LoopCore::call_soon_impl(
+            slf.get().loop_.bind(py),
+            cb,
+            PyTuple::new(py, [exc])?,
+            None,
+            false,
+        )?;
+        Ok(())
+    }
+
+    fn debug_log(slf: &Bound<'_, Self>, message: &str) -> PyResult<()> {
+        let py = slf.py();
+        if slf.get().loop_.get().is_debug() {
+            if let Some(t) = slf.get().transport(py) {
+                asyncio_logger(py)?.call_method1(intern!(py, "debug"), (message, t))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_nodelay(fd: RawFd) -> PyResult<()> {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads an int from a live local.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(os_error_from(&io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 /// Turn a bytes-like object into a chunk: `bytes` by reference, anything else copied.
@@ -405,57 +769,30 @@ fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<WriteChunk> {
     )))
 }
 
+use pyo3::types::PyString;
+
 #[pymethods]
 impl StreamCore {
-    #[new]
-    fn py_new(r#loop: Py<LoopCore>, fd: RawFd) -> Self {
-        StreamCore {
-            fd,
-            loop_: r#loop,
-            st: Mutex::new(StreamState {
-                transport: None,
-                protocol: None,
-                buffered_protocol: false,
-                queue: WriteQueue::new(),
-                iov: IoVecs(Vec::new()),
-                conn_lost: 0,
-                eof: false,
-                closing: false,
-                protocol_paused: false,
-                high_water: 64 * 1024,
-                low_water: 16 * 1024,
-                empty_waiter: None,
-                flush_scheduled: false,
-                writing: false,
-            }),
-        }
+    /// `StreamCore._create(cls, loop, sock, protocol, waiter, extra, server)`: a transport of
+    /// class `cls` over a new core, started; what `loop._make_socket_transport` returns.
+    #[staticmethod]
+    #[pyo3(signature = (cls, r#loop, sock, protocol, waiter=None, extra=None, server=None))]
+    fn _create<'py>(
+        cls: &Bound<'py, PyType>,
+        r#loop: &Bound<'py, LoopCore>,
+        sock: Bound<'py, PyAny>,
+        protocol: Bound<'py, PyAny>,
+        waiter: Option<Bound<'py, PyAny>>,
+        extra: Option<Bound<'py, PyDict>>,
+        server: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Self::create(cls, r#loop, &sock, &protocol, waiter, extra, server, None)
     }
 
-    /// Bind the Python transport whose hot paths this core runs.
-    fn attach(&self, transport: Py<PyAny>) {
-        lock(&self.st).transport = Some(transport);
-    }
-
-    /// Let go of the transport and protocol (after `connection_lost`), and of a writer still
-    /// registered for the descriptor, whose number the system may soon give to another socket.
-    fn detach(&self, py: Python<'_>) -> PyResult<()> {
-        let writing = std::mem::replace(&mut lock(&self.st).writing, false);
-        if writing {
-            self.loop_
-                .bind(py)
-                .call_method1(intern!(py, "_remove_writer"), (self.fd,))?;
-        }
-        self.release_state();
-        Ok(())
-    }
-
-    fn set_protocol(&self, protocol: Option<Py<PyAny>>, buffered: bool) {
-        let old = {
-            let mut st = lock(&self.st);
-            st.buffered_protocol = buffered;
-            std::mem::replace(&mut st.protocol, protocol)
-        };
-        drop(old);
+    /// `Server._attach`/`_detach` take the transport (set once at import).
+    #[staticmethod]
+    fn _configure(server_tracks_transports: bool) {
+        SERVER_TRACKS_TRANSPORTS.store(server_tracks_transports, Ordering::Relaxed);
     }
 
     fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -514,7 +851,7 @@ impl StreamCore {
         };
         let protocol = protocol.into_bound(py);
         if buffered {
-            return this.read_into_protocol_buffer(py, &protocol);
+            return Self::read_into_protocol_buffer(slf, &protocol);
         }
         let data = {
             let core = this.loop_.get();
@@ -524,22 +861,38 @@ impl StreamCore {
             if n < 0 {
                 let err = io::Error::last_os_error();
                 drop(buf);
-                return this.read_error(py, err);
+                return Self::read_error(slf, err);
             }
             if n == 0 {
                 drop(buf);
-                return this.on_eof(py);
+                return Self::on_eof(slf);
             }
             PyBytes::new(py, &buf[..n as usize])
         };
         if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
-            return this.protocol_failed(
-                py,
+            return Self::protocol_failed(
+                slf,
                 e,
                 "Fatal error: protocol.data_received() call failed.",
             );
         }
         Ok(())
+    }
+
+    /// Watch the socket for reading, unless paused or closing (asyncio's `_add_reader` of
+    /// `_read_ready`).
+    fn _start_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        if !this.is_reading() {
+            return Ok(());
+        }
+        let read_ready = slf.getattr(intern!(slf.py(), "_read_ready"))?;
+        LoopCore::watch_read(this.loop_.bind(slf.py()), this.fd, read_ready)
+    }
+
+    #[pyo3(name = "_read_ready__on_eof")]
+    fn read_ready_on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::on_eof(slf)
     }
 
     /// The descriptor is writable again: send what is queued.
@@ -551,90 +904,406 @@ impl StreamCore {
         lock(&self.st).queue.len()
     }
 
-    /// Number of queued chunks: `_buffer`'s truth value and length, as asyncio's deque.
-    fn __len__(&self) -> usize {
-        lock(&self.st).queue.chunk_count()
+    fn get_write_buffer_limits(&self) -> (usize, usize) {
+        let st = lock(&self.st);
+        (st.low_water, st.high_water)
     }
 
-    /// Drop everything queued (asyncio's `_buffer.clear()` in `_force_close`).
-    fn clear(&self) {
-        let dropped = {
-            let mut st = lock(&self.st);
-            st.writing = false;
-            st.queue.clear()
+    /// asyncio's `_FlowControlMixin.set_write_buffer_limits`.
+    #[pyo3(signature = (high=None, low=None))]
+    fn set_write_buffer_limits(
+        slf: &Bound<'_, Self>,
+        high: Option<Bound<'_, PyAny>>,
+        low: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let (high, low) = match (high, low) {
+            (None, None) => (64 * 1024i64, 16 * 1024i64),
+            (None, Some(l)) => {
+                let l: i64 = l.extract()?;
+                (4 * l, l)
+            }
+            (Some(h), l) => {
+                let h: i64 = h.extract()?;
+                (
+                    h,
+                    match l {
+                        Some(l) => l.extract()?,
+                        None => h.div_euclid(4),
+                    },
+                )
+            }
+        };
+        if !(high >= low && low >= 0) {
+            return Err(PyValueError::new_err(format!(
+                "high ({high}) must be >= low ({low}) must be >= 0"
+            )));
+        }
+        {
+            let mut st = lock(&slf.get().st);
+            st.high_water = high as usize;
+            st.low_water = low as usize;
+        }
+        if let Some(t) = slf.get().transport(py) {
+            t.call_method0(intern!(py, "_maybe_pause_protocol"))?;
+        }
+        Ok(())
+    }
+
+    fn is_closing(&self) -> bool {
+        lock(&self.st).closing
+    }
+
+    fn is_reading(&self) -> bool {
+        let st = lock(&self.st);
+        !st.paused && !st.closing
+    }
+
+    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        {
+            let mut st = lock(&this.st);
+            if st.paused || st.closing {
+                return Ok(());
+            }
+            st.paused = true;
+        }
+        this.loop_.get().unwatch(slf.py(), this.fd, false)?;
+        Self::debug_log(slf, "%r pauses reading")
+    }
+
+    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        {
+            let mut st = lock(&this.st);
+            if st.closing || !st.paused {
+                return Ok(());
+            }
+            st.paused = false;
+        }
+        Self::_start_reading(slf)?;
+        Self::debug_log(slf, "%r resumes reading")
+    }
+
+    /// asyncio's `close`: stop reading; once the queue is sent, `connection_lost(None)`.
+    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let lost = {
+            let mut st = lock(&this.st);
+            if st.closing {
+                return Ok(());
+            }
+            st.closing = true;
+            let lost = st.queue.is_empty();
+            if lost {
+                st.conn_lost += 1;
+            }
+            lost
+        };
+        let core = this.loop_.get();
+        core.unwatch(py, this.fd, false)?;
+        if lost {
+            lock(&this.st).writing = false;
+            core.unwatch(py, this.fd, true)?;
+            Self::schedule_connection_lost(slf, py.None().into_bound(py))?;
+        }
+        Ok(())
+    }
+
+    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::_force_close(slf, slf.py().None().into_bound(slf.py()))
+    }
+
+    fn _force_close(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (dropped, had_data, was_closing) = {
+            let mut st = lock(&this.st);
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            if !st.writing && !st.queue.is_empty() {
+                // asyncio's write() sends at once what the socket takes; this transport waits
+                // for the end of the lap. Send that part now, as asyncio would have, then drop
+                // the rest as asyncio does. An error here changes nothing: the data is dropped.
+                let sent = IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut()));
+                drop(sent);
+            }
+            let had_data = !st.queue.is_empty();
+            let dropped = st.queue.clear();
+            if had_data {
+                st.writing = false;
+            }
+            let was_closing = std::mem::replace(&mut st.closing, true);
+            st.conn_lost += 1;
+            (dropped, had_data, was_closing)
         };
         drop(dropped);
+        let core = this.loop_.get();
+        if had_data {
+            core.unwatch(py, this.fd, true)?;
+        }
+        if !was_closing {
+            core.unwatch(py, this.fd, false)?;
+        }
+        Self::schedule_connection_lost(slf, exc)
     }
 
-    #[getter]
+    /// asyncio's `_call_connection_lost`: tell the protocol, close the socket, let go of the
+    /// protocol, loop and server; fail a pending sendfile waiter.
+    fn _call_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (connected, protocol) = {
+            let st = lock(&this.st);
+            (
+                st.protocol_connected,
+                st.protocol.as_ref().map(|p| p.clone_ref(py)),
+            )
+        };
+        let told = match (connected, protocol) {
+            (true, Some(p)) => p
+                .call_method1(py, intern!(py, "connection_lost"), (exc,))
+                .map(drop),
+            (true, None) => Err(pyo3::exceptions::PyAttributeError::new_err(
+                "'NoneType' object has no attribute 'connection_lost'",
+            )),
+            _ => Ok(()),
+        };
+        let finally = this.release(slf);
+        told?;
+        finally?;
+        let waiter = lock(&this.st)
+            .empty_waiter
+            .as_ref()
+            .map(|w| w.clone_ref(py));
+        if let Some(w) = waiter {
+            let e = PyConnectionError::new_err("Connection is closed by peer");
+            w.call_method1(py, intern!(py, "set_exception"), (e.value(py),))?;
+        }
+        Ok(())
+    }
+
+    fn write_eof(&self) -> PyResult<()> {
+        let empty = {
+            let mut st = lock(&self.st);
+            if st.closing || st.eof {
+                return Ok(());
+            }
+            st.eof = true;
+            st.queue.is_empty()
+        };
+        if empty {
+            self.shutdown_write()?;
+        }
+        Ok(())
+    }
+
+    fn can_write_eof(&self) -> bool {
+        true
+    }
+
+    fn set_protocol(&self, protocol: Bound<'_, PyAny>) -> PyResult<()> {
+        let buffered = is_buffered_protocol(&protocol)?;
+        let old = {
+            let mut st = lock(&self.st);
+            st.buffered_protocol = buffered;
+            st.protocol_connected = true;
+            st.protocol.replace(protocol.unbind())
+        };
+        drop(old);
+        Ok(())
+    }
+
+    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.protocol(py)
+    }
+
+    #[pyo3(signature = (name, default=None))]
+    fn get_extra_info(
+        &self,
+        py: Python<'_>,
+        name: Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let default = || default.unwrap_or_else(|| py.None());
+        let complete = lock(&self.st).extra_complete;
+        let lazy = !complete
+            && name
+                .cast::<PyString>()
+                .is_ok_and(|s| matches!(s.to_str(), Ok("socket" | "sockname" | "peername")));
+        let extra = if lazy {
+            Some(self.extra_dict(py)?)
+        } else {
+            lock(&self.st).extra.as_ref().map(|e| e.clone_ref(py))
+        };
+        match extra {
+            Some(e) => Ok(e
+                .bind(py)
+                .get_item(name)?
+                .map_or_else(default, Bound::unbind)),
+            None => Ok(default()),
+        }
+    }
+
+    /// asyncio's `_make_empty_waiter` (sendfile): a future set once the write queue is empty.
+    fn _make_empty_waiter(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if lock(&self.st).empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err("Empty waiter is already set"));
+        }
+        let fut = self
+            .loop_
+            .bind(py)
+            .call_method0(intern!(py, "create_future"))?
+            .unbind();
+        let empty = {
+            let mut st = lock(&self.st);
+            st.empty_waiter = Some(fut.clone_ref(py));
+            st.queue.is_empty()
+        };
+        if empty {
+            fut.call_method1(py, intern!(py, "set_result"), (py.None(),))?;
+        }
+        Ok(fut)
+    }
+
+    fn _reset_empty_waiter(&self) {
+        let old = lock(&self.st).empty_waiter.take();
+        drop(old);
+    }
+
+    // -- The attributes asyncio's code (and CPython's tests) use. --
+
+    #[getter(_loop)]
+    fn get_loop_attr(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.st)
+            .loop_visible
+            .then(|| self.loop_.clone_ref(py).into_any())
+    }
+    #[getter(_sock)]
+    fn get_sock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.st).sock.as_ref().map(|s| s.clone_ref(py))
+    }
+    #[setter(_sock)]
+    fn set_sock(&self, v: Option<Py<PyAny>>) {
+        let old = std::mem::replace(&mut lock(&self.st).sock, v);
+        drop(old);
+    }
+    #[getter(_sock_fd)]
+    fn get_sock_fd(&self) -> RawFd {
+        self.fd
+    }
+    #[getter(_server)]
+    fn get_server(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        lock(&self.st).server.as_ref().map(|s| s.clone_ref(py))
+    }
+    #[getter(_extra)]
+    fn get_extra(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
+        self.extra_dict(py)
+    }
+    #[getter(_protocol)]
+    fn get_protocol_attr(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        self.protocol(py)
+    }
+    #[setter(_protocol)]
+    fn set_protocol_attr(&self, protocol: Option<Bound<'_, PyAny>>) -> PyResult<()> {
+        let buffered = match &protocol {
+            Some(p) => is_buffered_protocol(p)?,
+            None => false,
+        };
+        let old = {
+            let mut st = lock(&self.st);
+            st.buffered_protocol = buffered;
+            std::mem::replace(&mut st.protocol, protocol.map(Bound::unbind))
+        };
+        drop(old);
+        Ok(())
+    }
+    #[getter(_protocol_connected)]
+    fn get_protocol_connected(&self) -> bool {
+        lock(&self.st).protocol_connected
+    }
+    #[setter(_protocol_connected)]
+    fn set_protocol_connected(&self, v: bool) {
+        lock(&self.st).protocol_connected = v;
+    }
+    #[getter(_conn_lost)]
     fn get_conn_lost(&self) -> u64 {
         lock(&self.st).conn_lost
     }
-    #[setter]
+    #[setter(_conn_lost)]
     fn set_conn_lost(&self, v: u64) {
         lock(&self.st).conn_lost = v;
     }
-    #[getter]
+    #[getter(_eof)]
     fn get_eof(&self) -> bool {
         lock(&self.st).eof
     }
-    #[setter]
+    #[setter(_eof)]
     fn set_eof(&self, v: bool) {
         lock(&self.st).eof = v;
     }
-    #[getter]
+    #[getter(_closing)]
     fn get_closing(&self) -> bool {
         lock(&self.st).closing
     }
-    #[setter]
+    #[setter(_closing)]
     fn set_closing(&self, v: bool) {
         lock(&self.st).closing = v;
     }
-    #[getter]
+    #[getter(_paused)]
+    fn get_paused(&self) -> bool {
+        lock(&self.st).paused
+    }
+    #[setter(_paused)]
+    fn set_paused(&self, v: bool) {
+        lock(&self.st).paused = v;
+    }
+    #[getter(_protocol_paused)]
     fn get_protocol_paused(&self) -> bool {
         lock(&self.st).protocol_paused
     }
-    #[setter]
+    #[setter(_protocol_paused)]
     fn set_protocol_paused(&self, v: bool) {
         lock(&self.st).protocol_paused = v;
     }
-    #[getter]
+    #[getter(_high_water)]
     fn get_high_water(&self) -> usize {
         lock(&self.st).high_water
     }
-    #[setter]
+    #[setter(_high_water)]
     fn set_high_water(&self, v: usize) {
         lock(&self.st).high_water = v;
     }
-    #[getter]
+    #[getter(_low_water)]
     fn get_low_water(&self) -> usize {
         lock(&self.st).low_water
     }
-    #[setter]
+    #[setter(_low_water)]
     fn set_low_water(&self, v: usize) {
         lock(&self.st).low_water = v;
     }
-    #[getter]
+    #[getter(_empty_waiter)]
     fn get_empty_waiter(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         lock(&self.st)
             .empty_waiter
             .as_ref()
             .map(|w| w.clone_ref(py))
     }
-    #[setter]
+    #[setter(_empty_waiter)]
     fn set_empty_waiter(&self, v: Option<Py<PyAny>>) {
         let old = std::mem::replace(&mut lock(&self.st).empty_waiter, v);
         drop(old);
     }
-    #[getter]
-    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.st).protocol.as_ref().map(|p| p.clone_ref(py))
-    }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
+        visit.call(&self.sock_obj)?;
         if let Ok(st) = self.st.try_lock() {
-            visit.call(&st.transport)?;
+            visit.call(&st.sock)?;
+            visit.call(&st.server)?;
+            visit.call(&st.extra)?;
             visit.call(&st.protocol)?;
             visit.call(&st.empty_waiter)?;
         }
@@ -642,6 +1311,60 @@ impl StreamCore {
     }
 
     fn __clear__(&self) {
-        self.release_state();
+        let dropped = {
+            let mut st = lock(&self.st);
+            (
+                st.protocol.take(),
+                st.server.take(),
+                st.extra.take(),
+                st.empty_waiter.take(),
+                st.queue.clear(),
+            )
+        };
+        drop(dropped);
+    }
+}
+
+impl StreamCore {
+    /// The `finally` of asyncio's `_call_connection_lost`: close the socket, forget the
+    /// protocol, loop and server (telling the server), drop a writer still registered.
+    fn release(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let (transport, sock, protocol, server, writing, dropped) = {
+            let mut st = lock(&self.st);
+            st.loop_visible = false;
+            (
+                st.transport.take(),
+                st.sock.take(),
+                st.protocol.take(),
+                st.server.take(),
+                std::mem::replace(&mut st.writing, false),
+                st.queue.clear(),
+            )
+        };
+        drop(dropped);
+        if writing {
+            // The descriptor's number may soon be another socket's.
+            self.loop_.get().unwatch(py, self.fd, true)?;
+        }
+        let closed = match &sock {
+            Some(s) => s.call_method0(py, intern!(py, "close")).map(drop),
+            None => Err(pyo3::exceptions::PyAttributeError::new_err(
+                "'NoneType' object has no attribute 'close'",
+            )),
+        };
+        drop(protocol);
+        if let (Some(t), Ok(table)) = (&transport, self.loop_.get().transports(py)) {
+            table.get().forget(py, self.fd, t.bind(py));
+        }
+        closed?;
+        if let Some(server) = server {
+            if SERVER_TRACKS_TRANSPORTS.load(Ordering::Relaxed) {
+                server.call_method1(py, intern!(py, "_detach"), (&transport,))?;
+            } else {
+                server.call_method0(py, intern!(py, "_detach"))?;
+            }
+        }
+        Ok(())
     }
 }

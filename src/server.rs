@@ -1,0 +1,192 @@
+//! `Acceptor`: a listening socket's reader — asyncio's `_accept_connection` and
+//! `_accept_connection2` for plain TCP and Unix servers, without a task per connection.
+//!
+//! `Loop._start_serving` (Python) registers an `Acceptor` as the listening socket's reader when
+//! the server has no TLS and the loop is not in debug mode (those keep asyncio's code). When the
+//! socket is readable it accepts up to `backlog` connections with `accept4` (non-blocking and
+//! close-on-exec from the start), and for each one makes the `socket.socket`, calls the protocol
+//! factory and makes the transport (`StreamCore::create`), which schedules `connection_made`.
+//! Errors are asyncio's: a factory or transport that fails ends the connection quietly (asyncio
+//! reports it only in debug mode, which runs its own code), and an accept error other than
+//! "nothing to accept" is handed to asyncio's own `_accept_connection` (the `fallback`), which
+//! reports it and, when the process is out of descriptors, stops accepting for a while.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyType};
+use pyo3::{ffi, intern, PyTraverseError, PyVisit};
+
+use crate::event_loop::LoopCore;
+use crate::transports::stream::{RawAddr, StreamCore};
+
+#[pyclass(module = "oxloop._oxloop", frozen)]
+pub struct Acceptor {
+    loop_: Py<LoopCore>,
+    fd: RawFd,
+    family: i32,
+    proto: i32,
+    backlog: usize,
+    protocol_factory: Py<PyAny>,
+    server: Option<Py<PyAny>>,
+    transport_cls: Py<PyType>,
+    socket_cls: Py<PyAny>,
+    fallback: Py<PyAny>,
+}
+
+/// An AF_UNIX address as the socket module returns it: `str` (empty for an unnamed socket), or
+/// `bytes` for Linux's abstract namespace.
+fn unix_addr_to_py<'py>(
+    py: Python<'py>,
+    addr: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: the family is AF_UNIX, so the storage holds a sockaddr_un.
+    let un = unsafe { &*(addr as *const _ as *const libc::sockaddr_un) };
+    let path_len = (len as usize).saturating_sub(std::mem::offset_of!(libc::sockaddr_un, sun_path));
+    let path: Vec<u8> = un.sun_path[..path_len.min(un.sun_path.len())]
+        .iter()
+        .map(|&c| c as u8)
+        .collect();
+    if path.first() == Some(&0) {
+        return Ok(pyo3::types::PyBytes::new(py, &path).into_any());
+    }
+    let end = path.iter().position(|&c| c == 0).unwrap_or(path.len());
+    // SAFETY: a pointer and length into `path`, which outlives the call.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyUnicode_DecodeFSDefaultAndSize(path.as_ptr().cast(), end as ffi::Py_ssize_t),
+        )
+    }
+}
+
+impl Acceptor {
+    /// One accepted descriptor: its socket object, protocol and transport.
+    fn serve(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        addr: &libc::sockaddr_storage,
+        len: libc::socklen_t,
+    ) -> PyResult<()> {
+        let conn = match self.socket_cls.bind(py).call1((
+            self.family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
+            self.proto,
+            fd,
+        )) {
+            Ok(c) => c,
+            Err(e) => {
+                // SAFETY: the descriptor was just accepted and nothing else owns it.
+                unsafe { libc::close(fd) };
+                return Err(e);
+            }
+        };
+        let peer = RawAddr::from_storage(addr);
+        let extra = if peer.is_none() {
+            let extra = PyDict::new(py);
+            let name = if self.family == libc::AF_UNIX {
+                unix_addr_to_py(py, addr, len)?
+            } else {
+                conn.call_method0(intern!(py, "getpeername"))?
+            };
+            extra.set_item(intern!(py, "peername"), name)?;
+            Some(extra)
+        } else {
+            None
+        };
+        let made = self.protocol_factory.call0(py).and_then(|protocol| {
+            StreamCore::create(
+                self.transport_cls.bind(py),
+                self.loop_.bind(py),
+                &conn,
+                protocol.bind(py),
+                None,
+                extra,
+                self.server.as_ref().map(|s| s.bind(py).clone()),
+                peer,
+            )
+        });
+        if let Err(e) = made {
+            if e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py) {
+                let _ = conn.call_method0(intern!(py, "close"));
+                return Err(e);
+            }
+            // asyncio reports the error in debug mode only (which takes its own code path) and
+            // leaves the socket to the collector; close it now.
+            drop(e);
+            conn.call_method0(intern!(py, "close"))?;
+        }
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl Acceptor {
+    /// `Acceptor(loop, sock, protocol_factory, server, backlog, transport_cls, fallback)`.
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn py_new(
+        py: Python<'_>,
+        r#loop: Py<LoopCore>,
+        sock: &Bound<'_, PyAny>,
+        protocol_factory: Py<PyAny>,
+        server: Option<Py<PyAny>>,
+        backlog: usize,
+        transport_cls: Py<PyType>,
+        fallback: Py<PyAny>,
+    ) -> PyResult<Self> {
+        Ok(Acceptor {
+            loop_: r#loop,
+            fd: sock.call_method0(intern!(py, "fileno"))?.extract()?,
+            family: sock.getattr(intern!(py, "family"))?.extract()?,
+            proto: sock.getattr(intern!(py, "proto"))?.extract()?,
+            backlog: backlog.max(1),
+            protocol_factory,
+            server,
+            transport_cls,
+            socket_cls: py.import("socket")?.getattr("socket")?.unbind(),
+            fallback,
+        })
+    }
+
+    /// The listening socket is readable: accept what is waiting, up to `backlog`.
+    fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+        for _ in 0..self.backlog {
+            // SAFETY: an all-zero sockaddr_storage is valid; accept4 writes at most `len` bytes.
+            let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let fd = unsafe {
+                libc::accept4(
+                    self.fd,
+                    (&mut addr as *mut libc::sockaddr_storage).cast(),
+                    &mut len,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                let err = io::Error::last_os_error();
+                return match err.raw_os_error() {
+                    Some(libc::EAGAIN | libc::EINTR | libc::ECONNABORTED) => Ok(()),
+                    // Out of descriptors or memory, or worse: asyncio's handling.
+                    _ => self.fallback.call0(py).map(drop),
+                };
+            }
+            self.serve(py, fd, &addr, len)?;
+        }
+        Ok(())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.loop_)?;
+        visit.call(&self.protocol_factory)?;
+        visit.call(&self.server)?;
+        visit.call(&self.transport_cls)?;
+        visit.call(&self.socket_cls)?;
+        visit.call(&self.fallback)?;
+        Ok(())
+    }
+}

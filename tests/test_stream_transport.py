@@ -1,0 +1,300 @@
+"""TCP and Unix stream transports and the servers that accept them: what a protocol, a user of
+the transport and the exception handler see is what they see on asyncio's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+
+import pytest
+
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+class Recorder(asyncio.Protocol):
+    """Keeps its transport and what happened to it."""
+
+    def __init__(self):
+        self.transport = None
+        self.events = []
+        self.lost = asyncio.get_event_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.events.append("made")
+
+    def data_received(self, data):
+        self.events.append(data)
+
+    def eof_received(self):
+        self.events.append("eof")
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+
+async def serve_recorders(loop, unix_path=None):
+    """A TCP (or Unix) server whose protocols are Recorders; returns (server, port, next_protocol)
+    where `await next_protocol()` gives the next accepted connection's protocol once connected."""
+    accepted = asyncio.Queue()
+
+    def factory():
+        p = Recorder()
+        accepted.put_nowait(p)
+        return p
+
+    async def next_protocol():
+        proto = await asyncio.wait_for(accepted.get(), 5)
+        while proto.transport is None:  # connection_made comes after the factory
+            await asyncio.sleep(0)
+        return proto
+
+    if unix_path:
+        return await loop.create_unix_server(factory, unix_path), None, next_protocol
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], next_protocol
+
+
+def test_transports_are_asyncio_transports(loop):
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        client, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        proto = await next_protocol()
+        for tr in (client, proto.transport):
+            assert isinstance(tr, asyncio.Transport)
+            assert isinstance(tr, asyncio.ReadTransport) and isinstance(tr, asyncio.WriteTransport)
+            assert issubclass(type(tr), asyncio.Transport)
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_extra_info_is_the_sockets_and_stays_after_close(loop):
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        client, _ = await loop.create_connection(Recorder, "127.0.0.1", port)
+        proto = await next_protocol()
+        server_side = proto.transport
+        seen = {}
+        for name, tr in (("client", client), ("server", server_side)):
+            sock = tr.get_extra_info("socket")
+            seen[name] = {
+                "sockname": tr.get_extra_info("sockname"),
+                "peername": tr.get_extra_info("peername"),
+                "fileno": sock.fileno(),
+                "family": sock.family,
+                "type": sock.type,
+            }
+            assert tr.get_extra_info("socket") is sock
+            assert seen[name]["sockname"] == sock.getsockname()
+            assert seen[name]["peername"] == sock.getpeername()
+            assert tr.get_extra_info("no such thing", "dflt") == "dflt"
+            assert tr.get_extra_info("no such thing") is None
+        assert seen["client"]["peername"] == seen["server"]["sockname"]
+        assert seen["server"]["peername"] == seen["client"]["sockname"]
+        assert seen["server"]["family"] == socket.AF_INET
+        assert seen["server"]["type"] == socket.SOCK_STREAM
+        server_side.close()
+        await asyncio.wait_for(proto.lost, 5)
+        # Closed: the values are those of the open connection.
+        assert server_side.get_extra_info("peername") == seen["server"]["peername"]
+        assert server_side.get_extra_info("sockname") == seen["server"]["sockname"]
+        assert server_side.get_extra_info("socket").fileno() == -1
+        client.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_unix_server_peer_and_socket_names(loop):
+    async def main():
+        path = os.path.join(tempfile.mkdtemp(), "sock")
+        server, _, next_protocol = await serve_recorders(loop, unix_path=path)
+        client, _ = await loop.create_unix_connection(asyncio.Protocol, path)
+        proto = await next_protocol()
+        tr = proto.transport
+        names = (tr.get_extra_info("sockname"), tr.get_extra_info("peername"))
+        client_names = (client.get_extra_info("sockname"), client.get_extra_info("peername"))
+        assert tr.get_extra_info("socket").family == socket.AF_UNIX
+        client.close()
+        server.close()
+        await server.wait_closed()
+        return names, client_names
+
+    names, client_names = loop.run_until_complete(main())
+    assert names[0].endswith("/sock") and names[1] == ""
+    assert client_names[0] == "" and client_names[1].endswith("/sock")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_failing_protocol_factory_ends_the_connection_and_the_server_goes_on(loop, debug):
+    # asyncio reports the error to the exception handler in debug mode only.
+    loop.set_debug(debug)
+    contexts = []
+    loop.set_exception_handler(lambda _loop, context: contexts.append(context))
+
+    async def main():
+        calls = 0
+
+        def factory():
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise ZeroDivisionError("no protocol today")
+            return Echo()
+
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()  # refused: nothing will come back
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"still here")
+        assert await asyncio.wait_for(reader.readexactly(10), 5) == b"still here"
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    import gc
+
+    loop.run_until_complete(main())
+    gc.collect()  # asyncio leaves the refused socket to the collector
+    if not debug:
+        assert contexts == []
+        return
+    assert len(contexts) == 1
+    assert contexts[0]["message"] == "Error on transport creation for incoming connection"
+    assert isinstance(contexts[0]["exception"], ZeroDivisionError)
+
+
+def test_many_connections_at_once_are_all_served(loop):
+    async def main():
+        server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=128)
+        port = server.sockets[0].getsockname()[1]
+
+        async def one(i):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"%05d" % i)
+            data = await reader.readexactly(5)
+            writer.close()
+            await writer.wait_closed()
+            return data
+
+        got = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(300))), 30)
+        assert got == [b"%05d" % i for i in range(300)]
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_write_buffer_limits_as_on_asyncio(loop):
+    async def main():
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        tr, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        results = [tr.get_write_buffer_limits()]
+        tr.set_write_buffer_limits(high=1000)
+        results.append(tr.get_write_buffer_limits())
+        tr.set_write_buffer_limits(low=100)
+        results.append(tr.get_write_buffer_limits())
+        tr.set_write_buffer_limits(200, 50)
+        results.append(tr.get_write_buffer_limits())
+        with pytest.raises(ValueError) as bad:
+            tr.set_write_buffer_limits(high=10, low=20)
+        results.append(str(bad.value))
+        tr.close()
+        server.close()
+        await server.wait_closed()
+        return results
+
+    assert loop.run_until_complete(main()) == [
+        (16384, 65536),
+        (250, 1000),
+        (100, 400),
+        (50, 200),
+        "high (10) must be >= low (20) must be >= 0",
+    ]
+
+
+def test_pause_and_resume_reading(loop):
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        proto = await next_protocol()
+        tr = proto.transport
+        tr.pause_reading()
+        assert not tr.is_reading()
+        tr.pause_reading()  # twice is fine
+        writer.write(b"while paused")
+        await asyncio.sleep(0.05)
+        assert proto.events == ["made"]
+        tr.resume_reading()
+        assert tr.is_reading()
+        for _ in range(100):
+            if len(proto.events) > 1:
+                break
+            await asyncio.sleep(0.01)
+        assert proto.events == ["made", b"while paused"]
+        writer.write_eof()
+        await asyncio.wait_for(proto.lost, 5)
+        assert proto.events == ["made", b"while paused", "eof", "lost"]
+        assert tr.is_closing() and not tr.is_reading()
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_debug_mode_server_serves(loop):
+    loop.set_debug(True)
+
+    async def main():
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"debug")
+        assert await asyncio.wait_for(reader.readexactly(5), 5) == b"debug"
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("how", ["close", "abort"])
+def test_connection_lost_once_and_socket_closed(loop, how):
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        proto = await next_protocol()
+        tr = proto.transport
+        sock = tr.get_extra_info("socket")
+        tr.write(b"bye")
+        getattr(tr, how)()
+        getattr(tr, how)()
+        assert tr.is_closing()
+        assert await asyncio.wait_for(proto.lost, 5) is None
+        await asyncio.sleep(0.01)
+        assert proto.events.count("lost") == 1
+        assert sock.fileno() == -1
+        # What the socket took before abort() is sent, as asyncio's write sends at once.
+        assert await asyncio.wait_for(reader.read(), 5) == b"bye"
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
