@@ -1053,6 +1053,60 @@ impl LoopCore {
         }
     }
 
+    /// `sock.recv(n)` for `sock_recv`'s first try: an exact-size `bytes`, or None when the
+    /// socket has nothing yet (asyncio's BlockingIOError/InterruptedError, without raising one).
+    fn _sock_recv_now<'py>(
+        &self,
+        py: Python<'py>,
+        fd: RawFd,
+        n: isize,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        if n < 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "negative buffersize in recv",
+            ));
+        }
+        let n = n as usize;
+        let mut own = Vec::new();
+        let mut shared = None;
+        let buf: &mut [u8] = if n <= READ_BUFFER_SIZE {
+            &mut shared.insert(self.read_buffer())[..n]
+        } else {
+            own.resize(n, 0);
+            &mut own
+        };
+        // SAFETY: recv writes at most buf.len() bytes into a buffer we hold.
+        let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if got < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(os_error_from(&err)),
+            };
+        }
+        Ok(Some(PyBytes::new(py, &buf[..got as usize])))
+    }
+
+    /// `sock.send(data)` for `sock_sendall`'s first try: the bytes sent, 0 when the socket is
+    /// full (asyncio's BlockingIOError/InterruptedError, without raising one); None when `data`
+    /// is not a contiguous byte buffer, which the socket module's `send` then handles.
+    fn _sock_send_now(&self, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+        let view = match pyo3::buffer::PyBuffer::<u8>::get(data) {
+            Ok(v) if v.is_c_contiguous() => v,
+            _ => return Ok(None),
+        };
+        // SAFETY: the buffer is contiguous and kept alive by `view` during the call.
+        let sent = unsafe { libc::send(fd, view.buf_ptr(), view.len_bytes(), 0) };
+        if sent < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(Some(0)),
+                _ => Err(os_error_from(&err)),
+            };
+        }
+        Ok(Some(sent as usize))
+    }
+
     /// `os.read(fd, 256 KiB)` into the loop's reused buffer: one exact-size `bytes` (b"" at EOF),
     /// without allocating a 256 KiB object per read. Raises OSError (BlockingIOError...) as
     /// `os.read` does.

@@ -171,3 +171,41 @@ def test_sock_recv_waits_reads_and_cleans_up(loop):
 
     loop.run_until_complete(main())
     a.close()
+
+
+def test_sock_sendall_and_sock_recv_forms(loop):
+    """Every kind of buffer sock_sendall takes, a send that fills the socket, and sock_recv's
+    sizes (0, small, larger than the loop's read buffer) give what asyncio's give."""
+
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        try:
+            await loop.sock_sendall(a, b"bytes")
+            await loop.sock_sendall(a, bytearray(b"array"))
+            await loop.sock_sendall(a, memoryview(b"xview")[1:])
+            with pytest.raises(TypeError):
+                await loop.sock_sendall(a, "text")
+            assert await loop.sock_recv(b, 0) == b""
+            got = b""
+            while len(got) < 14:
+                got += await loop.sock_recv(b, 100)
+            assert got == b"bytesarrayview"
+            # Larger than the socket buffer: the rest is sent when the reader drains it.
+            big = os.urandom(3 * 1024 * 1024)
+            sender = loop.create_task(loop.sock_sendall(a, big))
+            received = bytearray()
+            while len(received) < len(big):
+                received += await loop.sock_recv(b, 512 * 1024)
+            await sender
+            assert received == big
+            with pytest.raises(ValueError):
+                await loop.sock_recv(b, -1)
+        finally:
+            a.close()
+            b.close()
+        with pytest.raises(OSError):
+            await loop.sock_recv(b, 10)
+
+    loop.run_until_complete(main())

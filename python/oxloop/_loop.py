@@ -190,7 +190,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "_sock_recvfrom",
             "sock_recvfrom_into",
             "_sock_recvfrom_into",
-            "sock_sendall",
             "_sock_sendall",
             "sock_sendto",
             "_sock_sendto",
@@ -321,12 +320,32 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         base_events._check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
-        try:
-            return sock.recv(n)
-        except (BlockingIOError, InterruptedError):
-            pass
+        data = self._sock_recv_now(sock.fileno(), n)  # None: nothing yet (no exception made)
+        if data is not None:
+            return data
         fut = self.create_future()
         self._sock_recv_wait(sock.fileno(), fut, n)  # refuses a descriptor a transport owns
+        return await fut
+
+    async def sock_sendall(self, sock, data):
+        """Send all of data to the connected non-blocking socket sock (asyncio's code, with the
+        first send made natively so that a full socket raises no exception)."""
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        n = self._sock_send_now(sock.fileno(), data)
+        if n is None:  # not a contiguous byte buffer: the socket module's send decides
+            try:
+                n = sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+        if n == len(data):
+            return
+        fut = self.create_future()
+        fd = sock.fileno()
+        self._ensure_fd_no_transport(fd)
+        handle = self._add_writer(fd, self._sock_sendall, fut, sock, memoryview(data), [n])
+        fut.add_done_callback(functools.partial(self._sock_write_done, fd, handle=handle))
         return await fut
 
     def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
