@@ -43,6 +43,14 @@ def pytest_configure(config):
             _watchdog_file = os.fdopen(os.dup(sys.stderr.fileno()), "w")
 
 
+def default_sigint() -> None:
+    """Popen's preexec_fn for a child that is sent SIGINT: a shell's background job starts with
+    SIGINT ignored, and Python then never installs its KeyboardInterrupt handler."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def new_loop(kind: str) -> asyncio.AbstractEventLoop:
     """A new event loop of the given kind: 'asyncio' (the default policy's) or 'oxloop'."""
     if kind == "asyncio":

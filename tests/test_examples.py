@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import clean_env
+from conftest import clean_env, default_sigint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -219,6 +219,7 @@ def run_echo_server(kind):
         text=True,
         env=clean_env(),
         cwd=ROOT,
+        preexec_fn=default_sigint,
     )
     try:
         serving = proc.stdout.readline()

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from conftest import default_sigint
 
 
 @pytest.fixture(autouse=True)
@@ -213,7 +214,9 @@ else:
 
 
 def interrupt_blocked_program(cmd):
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     try:
         assert proc.stdout.readline() == "ready\n"
         time.sleep(0.1)  # let the loop block in its poll
