@@ -219,7 +219,7 @@ def run_echo_server(kind):
         text=True,
         env=clean_env(),
         cwd=ROOT,
-        preexec_fn=default_sigint,
+        preexec_fn=default_sigint,  # noqa: PLW1509 (only sets a signal disposition)
     )
     try:
         serving = proc.stdout.readline()

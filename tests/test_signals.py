@@ -215,7 +215,11 @@ else:
 
 def interrupt_blocked_program(cmd):
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,  # noqa: PLW1509 (only sets a signal disposition)
     )
     try:
         assert proc.stdout.readline() == "ready\n"

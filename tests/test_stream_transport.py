@@ -231,7 +231,7 @@ def test_write_buffer_limits_as_on_asyncio(loop):
 def test_pause_and_resume_reading(loop):
     async def main():
         server, port, next_protocol = await serve_recorders(loop)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
         proto = await next_protocol()
         tr = proto.transport
         tr.pause_reading()

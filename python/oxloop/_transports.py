@@ -37,7 +37,7 @@ def _core_attribute(name: str, doc: str, settable: bool = True) -> property:
 class _SocketTransport(transports._FlowControlMixin, transports.Transport):
     """A TCP or Unix stream transport."""
 
-    __slots__ = ("_core", "__dict__", "__weakref__")
+    __slots__ = ("__dict__", "__weakref__", "_core")
 
     _start_tls_compatible = _Selector._start_tls_compatible
     _sendfile_compatible = _Selector._sendfile_compatible
@@ -107,20 +107,6 @@ class _SocketTransport(transports._FlowControlMixin, transports.Transport):
 
     def set_write_buffer_limits(self, high=None, low=None):
         self._core.set_write_buffer_limits(high, low)
-
-    def _add_reader(self, fd, callback, *args):
-        if not self.is_reading():
-            return
-        self._loop._add_reader(fd, callback, *args)
-
-    def _read_ready(self):
-        self._core._read_ready()
-
-    def _write_ready(self):
-        self._core._write_ready()
-
-    def _read_ready__on_eof(self):
-        self._core._read_ready__on_eof()
 
     def _make_empty_waiter(self):
         return self._core._make_empty_waiter()

@@ -30,7 +30,7 @@ use pyo3::exceptions::{
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyTuple, PyType};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use crate::event_loop::{os_error_from, sockaddr_to_py, LoopCore};
@@ -404,6 +404,22 @@ impl StreamCore {
         self.fill_extra(py, self.sock_obj.bind(py))
     }
 
+    /// `set_protocol` (which also marks the protocol connected) and `_protocol = ...`.
+    fn replace_protocol(&self, protocol: Option<Bound<'_, PyAny>>, connect: bool) -> PyResult<()> {
+        let buffered = match &protocol {
+            Some(p) => is_buffered_protocol(p)?,
+            None => false,
+        };
+        let old = {
+            let mut st = lock(&self.st);
+            st.buffered_protocol = buffered;
+            st.protocol_connected |= connect;
+            std::mem::replace(&mut st.protocol, protocol.map(Bound::unbind))
+        };
+        drop(old);
+        Ok(())
+    }
+
     fn protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         lock(&self.st).protocol.as_ref().map(|p| p.clone_ref(py))
     }
@@ -496,11 +512,7 @@ impl StreamCore {
     fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if this.loop_.get().is_debug() {
-            if let Some(t) = this.transport(py) {
-                asyncio_logger(py)?.call_method1(intern!(py, "debug"), ("%r received EOF", t))?;
-            }
-        }
+        Self::debug_log(slf, "%r received EOF")?;
         let Some(protocol) = this.protocol(py) else {
             return Ok(());
         };
@@ -769,8 +781,6 @@ fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<WriteChunk> {
     )))
 }
 
-use pyo3::types::PyString;
-
 #[pymethods]
 impl StreamCore {
     /// `StreamCore._create(cls, loop, sock, protocol, waiter, extra, server)`: a transport of
@@ -890,11 +900,6 @@ impl StreamCore {
         LoopCore::watch_read(this.loop_.bind(slf.py()), this.fd, read_ready)
     }
 
-    #[pyo3(name = "_read_ready__on_eof")]
-    fn read_ready_on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::on_eof(slf)
-    }
-
     /// The descriptor is writable again: send what is queued.
     fn _write_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         Self::flush(slf)
@@ -998,13 +1003,13 @@ impl StreamCore {
             let lost = st.queue.is_empty();
             if lost {
                 st.conn_lost += 1;
+                st.writing = false;
             }
             lost
         };
         let core = this.loop_.get();
         core.unwatch(py, this.fd, false)?;
         if lost {
-            lock(&this.st).writing = false;
             core.unwatch(py, this.fd, true)?;
             Self::schedule_connection_lost(slf, py.None().into_bound(py))?;
         }
@@ -1100,20 +1105,8 @@ impl StreamCore {
         Ok(())
     }
 
-    fn can_write_eof(&self) -> bool {
-        true
-    }
-
     fn set_protocol(&self, protocol: Bound<'_, PyAny>) -> PyResult<()> {
-        let buffered = is_buffered_protocol(&protocol)?;
-        let old = {
-            let mut st = lock(&self.st);
-            st.buffered_protocol = buffered;
-            st.protocol_connected = true;
-            st.protocol.replace(protocol.unbind())
-        };
-        drop(old);
-        Ok(())
+        self.replace_protocol(Some(protocol), true)
     }
 
     fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -1208,17 +1201,7 @@ impl StreamCore {
     }
     #[setter(_protocol)]
     fn set_protocol_attr(&self, protocol: Option<Bound<'_, PyAny>>) -> PyResult<()> {
-        let buffered = match &protocol {
-            Some(p) => is_buffered_protocol(p)?,
-            None => false,
-        };
-        let old = {
-            let mut st = lock(&self.st);
-            st.buffered_protocol = buffered;
-            std::mem::replace(&mut st.protocol, protocol.map(Bound::unbind))
-        };
-        drop(old);
-        Ok(())
+        self.replace_protocol(protocol, false)
     }
     #[getter(_protocol_connected)]
     fn get_protocol_connected(&self) -> bool {

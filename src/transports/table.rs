@@ -108,19 +108,6 @@ impl TransportTable {
         }
     }
 
-    /// The live transports' descriptors.
-    fn keys(&self, py: Python<'_>) -> Vec<RawFd> {
-        let entries: Vec<_> = lock(&self.map)
-            .iter()
-            .map(|(fd, w)| (*fd, w.clone_ref(py)))
-            .collect();
-        entries
-            .into_iter()
-            .filter(|(_, w)| w.bind(py).upgrade().is_some())
-            .map(|(fd, _)| fd)
-            .collect()
-    }
-
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         if let Ok(map) = self.map.try_lock() {
             for w in map.values() {
