@@ -616,6 +616,21 @@ def to_json(
 # --- command line ---------------------------------------------------------------
 
 
+def pick_names(
+    parser: argparse.ArgumentParser, value: str | None, known: list[str], what: str
+) -> list[str]:
+    """A comma-separated option's names, in the order given (all of `known` when absent)."""
+    if value is None:
+        return known
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in known]
+    if unknown:
+        parser.error(
+            f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    return chosen
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -642,19 +657,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.repeat < 1 or args.scale <= 0 or args.batch < 0:
         parser.error("--repeat must be >= 1, --scale > 0 and --batch >= 0")
 
-    def names(value: str | None, known: list[str], what: str) -> list[str]:
-        if value is None:
-            return known
-        chosen = [v.strip() for v in value.split(",") if v.strip()]
-        unknown = [v for v in chosen if v not in known]
-        if unknown:
-            parser.error(
-                f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
-            )
-        return chosen
-
-    args.only = names(args.only, [b.name for b in BENCHMARKS], "benchmark")
-    args.loops = names(args.loops, list(LOOP_MODULES), "loop")
+    args.only = pick_names(parser, args.only, [b.name for b in BENCHMARKS], "benchmark")
+    args.loops = pick_names(parser, args.loops, list(LOOP_MODULES), "loop")
     return args
 
 

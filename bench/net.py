@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from micro import LOOP_MODULES, fmt_rate, load_loops, print_table
+from micro import LOOP_MODULES, fmt_rate, load_loops, pick_names, print_table
 
 HERE = Path(__file__).resolve().parent
 SERVER = HERE / "net_server.py"
@@ -326,34 +326,32 @@ def parse_wrk(status: int, out: str, err: str) -> dict[str, Any]:
 # memory); details go to --json.
 
 
+def run_load(
+    loop: str, server_mode: str, load_mode: str, connections: int, size: int,
+    args: argparse.Namespace,
+) -> tuple[float, dict]:
+    """A fresh server in `server_mode`, driven by the load generator in `load_mode`."""
+    limit = args.warmup + args.duration + 30
+    with running(loop, server_mode, limit + 30) as server:
+        result = loadgen(
+            server,
+            load_mode,
+            *("--connections", str(connections), "--size", str(size)),
+            *("--duration", str(args.duration), "--warmup", str(args.warmup)),
+            limit=limit,
+        )
+        server.check()
+    return result["per_second"], result
+
+
 def run_echo(
     loop: str, mode: str, size: int, args: argparse.Namespace
 ) -> tuple[float, dict]:
-    limit = args.warmup + args.duration + 30
-    with running(loop, mode, limit + 30) as server:
-        result = loadgen(
-            server,
-            "echo",
-            *("--connections", str(args.connections), "--size", str(size)),
-            *("--duration", str(args.duration), "--warmup", str(args.warmup)),
-            limit=limit,
-        )
-        server.check()
-    return result["per_second"], result
+    return run_load(loop, mode, "echo", args.connections, size, args)
 
 
 def run_connect(loop: str, args: argparse.Namespace) -> tuple[float, dict]:
-    limit = args.warmup + args.duration + 30
-    with running(loop, "protocol", limit + 30) as server:
-        result = loadgen(
-            server,
-            "connect",
-            *("--connections", str(args.connect_concurrency), "--size", "16"),
-            *("--duration", str(args.duration), "--warmup", str(args.warmup)),
-            limit=limit,
-        )
-        server.check()
-    return result["per_second"], result
+    return run_load(loop, "protocol", "connect", args.connect_concurrency, 16, args)
 
 
 def run_http(loop: str, mode: str, args: argparse.Namespace) -> tuple[float, dict]:
@@ -860,20 +858,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "--repeat >= 1, --duration > 0, --warmup >= 0, --wrk-duration >= 1"
         )
 
-    def names(value: str | None, known: list[str], what: str) -> list[str]:
-        if value is None:
-            return known
-        chosen = [v.strip() for v in value.split(",") if v.strip()]
-        unknown = [v for v in chosen if v not in known]
-        if unknown:
-            parser.error(
-                f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
-            )
-        return chosen
-
-    args.only = names(args.only, SECTIONS, "section")
-    args.loops = names(args.loops, ALL_LOOPS, "loop")
-    args.modes = names(args.modes, ECHO_MODES, "echo mode")
+    args.only = pick_names(parser, args.only, SECTIONS, "section")
+    args.loops = pick_names(parser, args.loops, ALL_LOOPS, "loop")
+    args.modes = pick_names(parser, args.modes, ECHO_MODES, "echo mode")
     return args
 
 

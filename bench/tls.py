@@ -111,7 +111,7 @@ async def sendfile(loop, path):
         t0 = time.perf_counter()
         try:
             await loop.sendfile(transport, f)
-        except NotImplementedError:
+        except NotImplementedError:  # uvloop has no loop.sendfile: its cell shows "nan"
             transport.close()
             server.close()
             return float("nan")
