@@ -205,6 +205,15 @@ mod tests {
     use std::os::unix::net::UnixStream;
     use std::time::Instant;
 
+    const READ: Interest = Interest {
+        read: true,
+        write: false,
+    };
+    const READ_WRITE: Interest = Interest {
+        read: true,
+        write: true,
+    };
+
     fn wait(p: &Poller, timeout: Option<Duration>) -> Vec<Event> {
         let mut buf = Vec::new();
         let mut events = Vec::new();
@@ -224,14 +233,7 @@ mod tests {
     fn level_triggered_read_reports_until_consumed() {
         let p = Poller::new().unwrap();
         let (mut a, mut b) = UnixStream::pair().unwrap();
-        p.register(
-            b.as_raw_fd(),
-            Interest {
-                read: true,
-                write: false,
-            },
-        )
-        .unwrap();
+        p.register(b.as_raw_fd(), READ).unwrap();
         assert!(wait(&p, Some(Duration::ZERO)).is_empty());
         a.write_all(b"x").unwrap();
         for _ in 0..3 {
@@ -255,23 +257,9 @@ mod tests {
         let p = Poller::new().unwrap();
         let (_a, b) = UnixStream::pair().unwrap();
         let fd = b.as_raw_fd();
-        p.register(
-            fd,
-            Interest {
-                read: true,
-                write: false,
-            },
-        )
-        .unwrap();
+        p.register(fd, READ).unwrap();
         assert!(wait(&p, Some(Duration::ZERO)).is_empty());
-        p.reregister(
-            fd,
-            Interest {
-                read: true,
-                write: true,
-            },
-        )
-        .unwrap();
+        p.reregister(fd, READ_WRITE).unwrap();
         assert_eq!(
             wait(&p, Some(Duration::ZERO)),
             vec![Event {
@@ -289,14 +277,7 @@ mod tests {
         let p = Poller::new().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
         let fd = b.as_raw_fd();
-        p.register(
-            fd,
-            Interest {
-                read: true,
-                write: false,
-            },
-        )
-        .unwrap();
+        p.register(fd, READ).unwrap();
         drop(a);
         let ev = wait(&p, Some(Duration::ZERO));
         assert_eq!(ev.len(), 1);
@@ -306,34 +287,11 @@ mod tests {
     #[test]
     fn errors_are_os_errors() {
         let p = Poller::new().unwrap();
-        let err = p
-            .register(
-                1_000_000,
-                Interest {
-                    read: true,
-                    write: false,
-                },
-            )
-            .unwrap_err();
+        let err = p.register(1_000_000, READ).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
         let (_a, b) = UnixStream::pair().unwrap();
-        p.register(
-            b.as_raw_fd(),
-            Interest {
-                read: true,
-                write: false,
-            },
-        )
-        .unwrap();
-        let err = p
-            .register(
-                b.as_raw_fd(),
-                Interest {
-                    read: true,
-                    write: false,
-                },
-            )
-            .unwrap_err();
+        p.register(b.as_raw_fd(), READ).unwrap();
+        let err = p.register(b.as_raw_fd(), READ).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
     }
 
