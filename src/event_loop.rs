@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use oxloop_core::poller::{Event, Interest, Poller, Waker};
+use oxloop_core::poller::{Event, Interest, Waker};
+use oxloop_core::registry::Registry;
 use oxloop_core::timers::TimerHeap;
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
@@ -102,12 +103,16 @@ struct State {
     /// Each item is a `TimerHandle`, kept as its `Handle` base.
     timers: TimerHeap<Py<Handle>>,
     fds: HashMap<RawFd, FdHandles>,
+    /// The socket objects of `sock_*` waits that ended since the last poll, by descriptor: one
+    /// that waits again on the same socket takes the registry's deferred removal back without
+    /// a system call. Held (not weakly) so no other object can take its address meanwhile.
+    parked: HashMap<RawFd, Py<PyAny>>,
     signals: HashMap<i32, Py<Handle>>,
 }
 
 /// What only the loop's own thread touches while it polls.
 struct Io {
-    poller: Poller,
+    registry: Registry,
     epoll_buf: Vec<libc::epoll_event>,
     events: Vec<Event>,
     /// The socketpair whose write end is given to `signal.set_wakeup_fd`; held to keep it open.
@@ -169,15 +174,16 @@ fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
 
 impl LoopCore {
     fn new() -> io::Result<Self> {
-        let poller = Poller::new()?;
-        let waker = poller.waker();
+        let mut registry = Registry::new()?;
+        let waker = registry.waker();
         let (signal_rsock, signal_wsock) = socketpair()?;
-        poller.register(
+        registry.set(
             signal_rsock.as_raw_fd(),
             Interest {
                 read: true,
                 write: false,
             },
+            false,
         )?;
         Ok(LoopCore {
             self_ref: pyo3::sync::PyOnceLock::new(),
@@ -186,13 +192,14 @@ impl LoopCore {
                 spare: VecDeque::with_capacity(64),
                 timers: TimerHeap::new(),
                 fds: HashMap::new(),
+                parked: HashMap::new(),
                 signals: HashMap::new(),
             }),
             waker_fd: waker.fd(),
             signal_rfd: signal_rsock.as_raw_fd(),
             signal_wfd: signal_wsock.as_raw_fd(),
             io: Mutex::new(Some(Io {
-                poller,
+                registry,
                 epoll_buf: Vec::with_capacity(1024),
                 events: Vec::with_capacity(1024),
                 _signal_rsock: signal_rsock,
@@ -309,15 +316,28 @@ impl LoopCore {
 
     /// Watch `fd` for reading or writing with `handle` (None: stop watching). Returns whether a
     /// handle was replaced or removed.
+    ///
+    /// `owner`: the socket object of a `sock_*` wait. When a wait stops watching, its socket is
+    /// parked until the next poll; a wait that then watches the same, still open socket again
+    /// takes the registry's deferred removal back (see `oxloop_core::registry`).
     fn set_fd_handle(
         &self,
         py: Python<'_>,
         fd: RawFd,
         write: bool,
         handle: Option<Py<Handle>>,
+        owner: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let io_guard = lock(&self.io);
-        let Some(io) = io_guard.as_ref() else {
+        // Asked before locking: fileno() is a call into Python.
+        let owner_open = match (&handle, owner) {
+            (Some(_), Some(o)) => o
+                .call_method0(intern!(py, "fileno"))
+                .and_then(|n| n.extract::<RawFd>())
+                .is_ok_and(|n| n == fd),
+            _ => false,
+        };
+        let mut io_guard = lock(&self.io);
+        let Some(io) = io_guard.as_mut() else {
             return if handle.is_some() {
                 Err(closed_error())
             } else {
@@ -326,31 +346,30 @@ impl LoopCore {
         };
         let mut st = lock(&self.state);
         let adding = handle.is_some();
-        let entry = st.fds.entry(fd);
-        let existed = matches!(entry, std::collections::hash_map::Entry::Occupied(_));
-        if !existed && !adding {
+        if !adding && !st.fds.contains_key(&fd) {
             return Ok(false);
         }
-        let slot = entry.or_default();
-        let before = slot.interest();
+        let slot = st.fds.entry(fd).or_default();
         let old = if write {
             std::mem::replace(&mut slot.writer, handle)
         } else {
             std::mem::replace(&mut slot.reader, handle)
         };
         let after = slot.interest();
-        let result = if after == Interest::default() {
-            st.fds.remove(&fd);
-            // The descriptor may already be closed; like selectors, ignore that.
-            let _ = io.poller.deregister(fd);
-            Ok(())
-        } else if !existed || before == Interest::default() {
-            io.poller.register(fd, after)
-        } else if before != after {
-            io.poller.reregister(fd, after)
+        let mut unparked = None;
+        let same_file = if adding {
+            unparked = st.parked.remove(&fd);
+            owner_open && unparked.as_ref().zip(owner).is_some_and(|(p, o)| p.is(o))
         } else {
-            Ok(())
+            false
         };
+        let result = io.registry.set(fd, after, same_file);
+        if after == Interest::default() {
+            st.fds.remove(&fd);
+            if let Some(o) = owner {
+                unparked = st.parked.insert(fd, o.clone().unbind());
+            }
+        }
         if let Err(err) = result {
             // Undo, so a failed registration leaves nothing behind.
             let slot = st.fds.entry(fd).or_default();
@@ -363,17 +382,19 @@ impl LoopCore {
                 st.fds.remove(&fd);
             }
             drop(st);
+            drop(io_guard);
             new.into_iter().for_each(release);
+            drop(unparked);
             return Err(os_error(err));
         }
         drop(st);
         drop(io_guard);
+        drop(unparked);
         let had = old.is_some();
         if let Some(old) = old {
             old.get().cancelled.store(true, Ordering::Relaxed);
             release(old);
         }
-        let _ = py;
         Ok(had)
     }
 
@@ -443,21 +464,25 @@ impl LoopCore {
 
     /// Steps 2–3: poll, then queue the handles of the descriptors that are ready.
     fn poll(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<()> {
+        // Waits that ended and were not taken back this lap: the registry applies their
+        // removals in this poll. Let go of their sockets first, with no lock held (a socket's
+        // finalizer may run).
+        drop(std::mem::take(&mut lock(&self.state).parked));
         let mut io_guard = lock(&self.io);
         let Some(io) = io_guard.as_mut() else {
             return Err(closed_error());
         };
         io.events.clear();
         let Io {
-            poller,
+            registry,
             epoll_buf,
             events,
             ..
         } = io;
         let res = if timeout == Some(Duration::ZERO) {
-            poller.wait(epoll_buf, timeout, events)
+            registry.wait(epoll_buf, timeout, events)
         } else {
-            py.detach(|| poller.wait(epoll_buf, timeout, events))
+            py.detach(|| registry.wait(epoll_buf, timeout, events))
         };
         res.map_err(os_error)?;
         self.last_poll
@@ -681,7 +706,7 @@ impl LoopCore {
             Self::make_handle(slf, callback, PyTuple::empty(py), None)?,
         )?;
         slf.get()
-            .set_fd_handle(py, fd, false, Some(handle))
+            .set_fd_handle(py, fd, false, Some(handle), None)
             .map(drop)
     }
 
@@ -696,7 +721,18 @@ impl LoopCore {
     /// Stop watching `fd` for reading (or writing): asyncio's `_remove_reader`/`_remove_writer`,
     /// which do nothing once the loop is closed.
     pub(crate) fn unwatch(&self, py: Python<'_>, fd: RawFd, write: bool) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, write, None)
+        self.set_fd_handle(py, fd, write, None, None)
+    }
+
+    /// `unwatch` for a `sock_*` wait on the socket object `sock` (see `set_fd_handle`).
+    pub(crate) fn unwatch_sock(
+        &self,
+        py: Python<'_>,
+        fd: RawFd,
+        write: bool,
+        sock: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        self.set_fd_handle(py, fd, write, None, Some(sock))
     }
 
     /// Queue a transport for the end-of-lap flush (it makes sure it is queued once).
@@ -1026,19 +1062,21 @@ impl LoopCore {
 
     /// Queue `handle` to run whenever `fd` is readable (`_add_reader`'s native half).
     fn _watch_read(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
-        self.set_fd_handle(py, fd, false, Some(handle)).map(drop)
+        self.set_fd_handle(py, fd, false, Some(handle), None)
+            .map(drop)
     }
 
     fn _unwatch_read(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, false, None)
+        self.set_fd_handle(py, fd, false, None, None)
     }
 
     fn _watch_write(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
-        self.set_fd_handle(py, fd, true, Some(handle)).map(drop)
+        self.set_fd_handle(py, fd, true, Some(handle), None)
+            .map(drop)
     }
 
     fn _unwatch_write(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, true, None)
+        self.set_fd_handle(py, fd, true, None, None)
     }
 
     /// The (reader, writer) handles watching `fd`, for `selector`-like introspection.
@@ -1126,9 +1164,11 @@ impl LoopCore {
         }
     }
 
-    /// `sock_recv`'s wait: read `nbytes` into `fut` once `fd` is readable (see `sock_ops.rs`).
+    /// `sock_recv`'s wait: read `nbytes` from `sock` into `fut` once `fd` (its descriptor) is
+    /// readable (see `sock_ops.rs`).
     fn _sock_recv_wait(
         slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
         fd: RawFd,
         fut: Bound<'_, PyAny>,
         nbytes: usize,
@@ -1137,7 +1177,13 @@ impl LoopCore {
         slf.get().transports(py)?.get().ensure_free(py, fd)?;
         let waiter = Py::new(
             py,
-            SockRecv::new(fd, nbytes, fut.clone().unbind(), slf.clone().unbind()),
+            SockRecv::new(
+                sock.clone().unbind(),
+                fd,
+                nbytes,
+                fut.clone().unbind(),
+                slf.clone().unbind(),
+            ),
         )?;
         let handle = Py::new(
             py,
@@ -1149,7 +1195,7 @@ impl LoopCore {
             )?,
         )?;
         slf.get()
-            .set_fd_handle(py, fd, false, Some(handle.clone_ref(py)))?;
+            .set_fd_handle(py, fd, false, Some(handle.clone_ref(py)), Some(&sock))?;
         waiter.get().set_handle(handle);
         fut.call_method1(intern!(py, "add_done_callback"), (waiter,))?;
         Ok(())
@@ -1182,16 +1228,17 @@ impl LoopCore {
         let io = lock(&self.io).take();
         let waker = lock(&self.waker).take();
         let flush_queue = std::mem::take(&mut *lock(&self.flush_queue));
-        let (ready, timers, fds, signals) = {
+        let (ready, timers, fds, signals, parked) = {
             let mut st = lock(&self.state);
             (
                 std::mem::take(&mut st.ready),
                 st.timers.drain(),
                 std::mem::take(&mut st.fds),
                 std::mem::take(&mut st.signals),
+                std::mem::take(&mut st.parked),
             )
         };
-        drop((io, waker, flush_queue));
+        drop((io, waker, flush_queue, parked));
         release_maps(fds, signals);
         Python::attach(|py| {
             timers.iter().for_each(|t| unschedule(py, t));
@@ -1214,6 +1261,9 @@ impl LoopCore {
             for h in st.signals.values() {
                 traverse_owned(h, &visit)?;
             }
+            for sock in st.parked.values() {
+                visit.call(sock)?;
+            }
         }
         if let Ok(f) = self.task_factory.try_lock() {
             visit.call(&*f)?;
@@ -1223,15 +1273,17 @@ impl LoopCore {
 
     fn __clear__(&self) {
         self.set_task_factory_attr(None);
-        let (ready, timers, fds, signals) = {
+        let (ready, timers, fds, signals, parked) = {
             let mut st = lock(&self.state);
             (
                 std::mem::take(&mut st.ready),
                 st.timers.drain(),
                 std::mem::take(&mut st.fds),
                 std::mem::take(&mut st.signals),
+                std::mem::take(&mut st.parked),
             )
         };
+        drop(parked);
         release_maps(fds, signals);
         ready.into_iter().chain(timers).for_each(release);
     }

@@ -24,6 +24,7 @@ use crate::handles::Handle;
 /// done-callback (called with the future).
 #[pyclass(module = "oxloop._oxloop", frozen)]
 pub struct SockRecv {
+    sock: Py<PyAny>,
     fd: RawFd,
     nbytes: usize,
     fut: Py<PyAny>,
@@ -32,8 +33,15 @@ pub struct SockRecv {
 }
 
 impl SockRecv {
-    pub(crate) fn new(fd: RawFd, nbytes: usize, fut: Py<PyAny>, loop_: Py<LoopCore>) -> Self {
+    pub(crate) fn new(
+        sock: Py<PyAny>,
+        fd: RawFd,
+        nbytes: usize,
+        fut: Py<PyAny>,
+        loop_: Py<LoopCore>,
+    ) -> Self {
         SockRecv {
+            sock,
             fd,
             nbytes,
             fut,
@@ -100,8 +108,8 @@ impl SockRecv {
         if let Some(h) = handle {
             if !h.get().is_cancelled() {
                 self.loop_
-                    .bind(py)
-                    .call_method1(intern!(py, "remove_reader"), (self.fd,))?;
+                    .get()
+                    .unwatch_sock(py, self.fd, false, self.sock.bind(py))?;
             }
         }
         Ok(())
@@ -120,6 +128,7 @@ impl SockRecv {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.sock)?;
         visit.call(&self.fut)?;
         visit.call(&self.loop_)?;
         if let Ok(h) = self.handle.try_lock() {

@@ -324,7 +324,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         if data is not None:
             return data
         fut = self.create_future()
-        self._sock_recv_wait(sock.fileno(), fut, n)  # refuses a descriptor a transport owns
+        self._sock_recv_wait(sock, sock.fileno(), fut, n)  # refuses a descriptor a transport owns
         return await fut
 
     async def sock_sendall(self, sock, data):

@@ -7,8 +7,11 @@
 //!   readable, any event other than `EPOLLIN` makes it writable (so `EPOLLHUP`/`EPOLLERR` wake both).
 //! - One system call per [`Poller::wait`]; no timerfd, no re-arming.
 //! - [`Waker::wake`] may be called from any thread; it makes a blocked `wait` return.
+//! - Each registration carries a 32-bit generation, reported back in [`Event::gen`], so a caller
+//!   can tell a registration it made from an older one of a descriptor number since reused.
 //!
-//! The poller does not own the descriptors it watches; callers deregister them before closing.
+//! The poller does not own the descriptors it watches and keeps no table of them: the kernel's
+//! is the only one. [`crate::registry`] keeps the caller's view and the policy.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -39,6 +42,8 @@ impl Interest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
     pub fd: RawFd,
+    /// The generation given when the descriptor was registered (0 for the waker).
+    pub gen: u32,
     pub readable: bool,
     pub writable: bool,
 }
@@ -109,14 +114,26 @@ impl Poller {
             epfd,
             waker: Waker { fd: Arc::new(efd) },
         };
-        poller.register(
-            poller.waker.fd(),
-            Interest {
-                read: true,
-                write: false,
-            },
-        )?;
+        poller.register_waker()?;
         Ok(poller)
+    }
+
+    fn register_waker(&self) -> io::Result<()> {
+        let read = Interest {
+            read: true,
+            write: false,
+        };
+        self.register(self.waker.fd(), read, 0)
+    }
+
+    /// Replace the epoll instance by an empty one (only the waker registered), dropping every
+    /// registration, including any the kernel keeps for a descriptor closed while duplicated
+    /// (which no `epoll_ctl` can reach any more). The waker stays the same.
+    pub fn reset(&mut self) -> io::Result<()> {
+        // SAFETY: a plain system call; on success it returns a fresh descriptor we then own.
+        let epfd = unsafe { OwnedFd::from_raw_fd(cvt(libc::epoll_create1(libc::EPOLL_CLOEXEC))?) };
+        self.epfd = epfd;
+        self.register_waker()
     }
 
     /// A handle that wakes this poller from any thread.
@@ -124,29 +141,31 @@ impl Poller {
         self.waker.clone()
     }
 
-    fn ctl(&self, op: libc::c_int, fd: RawFd, interest: Interest) -> io::Result<()> {
+    fn ctl(&self, op: libc::c_int, fd: RawFd, interest: Interest, gen: u32) -> io::Result<()> {
         let mut ev = libc::epoll_event {
             events: interest.epoll_flags(),
-            u64: fd as u64,
+            u64: (u64::from(gen) << 32) | u64::from(fd as u32),
         };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call.
         cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) })?;
         Ok(())
     }
 
-    /// Start watching `fd`. Fails with the OS error (EBADF, EPERM for regular files, EEXIST).
-    pub fn register(&self, fd: RawFd, interest: Interest) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, interest)
+    /// Start watching `fd`, reporting `gen` with its events. Fails with the OS error (EBADF,
+    /// EPERM for regular files, EEXIST).
+    pub fn register(&self, fd: RawFd, interest: Interest, gen: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, interest, gen)
     }
 
-    /// Change what a registered `fd` is watched for.
-    pub fn reregister(&self, fd: RawFd, interest: Interest) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, interest)
+    /// Change what a registered `fd` is watched for, and the generation it reports (ENOENT if
+    /// the descriptor's file is not registered).
+    pub fn reregister(&self, fd: RawFd, interest: Interest, gen: u32) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, interest, gen)
     }
 
     /// Stop watching `fd`.
     pub fn deregister(&self, fd: RawFd) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_DEL, fd, Interest::default())
+        self.ctl(libc::EPOLL_CTL_DEL, fd, Interest::default(), 0)
     }
 
     /// Wait for readiness, at most `timeout` (`None`: forever), appending reports to `events`.
@@ -188,8 +207,10 @@ impl Poller {
         let not_in = !(libc::EPOLLIN as u32);
         for ev in buf.iter() {
             let flags = ev.events;
+            let token = ev.u64;
             events.push(Event {
-                fd: ev.u64 as RawFd,
+                fd: token as u32 as RawFd,
+                gen: (token >> 32) as u32,
                 readable: flags & not_out != 0,
                 writable: flags & not_in != 0,
             });
@@ -233,7 +254,7 @@ mod tests {
     fn level_triggered_read_reports_until_consumed() {
         let p = Poller::new().unwrap();
         let (mut a, mut b) = UnixStream::pair().unwrap();
-        p.register(b.as_raw_fd(), READ).unwrap();
+        p.register(b.as_raw_fd(), READ, 0).unwrap();
         assert!(wait(&p, Some(Duration::ZERO)).is_empty());
         a.write_all(b"x").unwrap();
         for _ in 0..3 {
@@ -242,6 +263,7 @@ mod tests {
                 ev,
                 vec![Event {
                     fd: b.as_raw_fd(),
+                    gen: 0,
                     readable: true,
                     writable: false
                 }]
@@ -257,13 +279,14 @@ mod tests {
         let p = Poller::new().unwrap();
         let (_a, b) = UnixStream::pair().unwrap();
         let fd = b.as_raw_fd();
-        p.register(fd, READ).unwrap();
+        p.register(fd, READ, 0).unwrap();
         assert!(wait(&p, Some(Duration::ZERO)).is_empty());
-        p.reregister(fd, READ_WRITE).unwrap();
+        p.reregister(fd, READ_WRITE, 7).unwrap();
         assert_eq!(
             wait(&p, Some(Duration::ZERO)),
             vec![Event {
                 fd,
+                gen: 7,
                 readable: false,
                 writable: true
             }]
@@ -277,7 +300,7 @@ mod tests {
         let p = Poller::new().unwrap();
         let (a, b) = UnixStream::pair().unwrap();
         let fd = b.as_raw_fd();
-        p.register(fd, READ).unwrap();
+        p.register(fd, READ, 0).unwrap();
         drop(a);
         let ev = wait(&p, Some(Duration::ZERO));
         assert_eq!(ev.len(), 1);
@@ -287,11 +310,11 @@ mod tests {
     #[test]
     fn errors_are_os_errors() {
         let p = Poller::new().unwrap();
-        let err = p.register(1_000_000, READ).unwrap_err();
+        let err = p.register(1_000_000, READ, 0).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
         let (_a, b) = UnixStream::pair().unwrap();
-        p.register(b.as_raw_fd(), READ).unwrap();
-        let err = p.register(b.as_raw_fd(), READ).unwrap_err();
+        p.register(b.as_raw_fd(), READ, 0).unwrap();
+        let err = p.register(b.as_raw_fd(), READ, 0).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
     }
 
