@@ -29,7 +29,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{release, traverse_owned, untrack, Handle, LoopRef, TimerHandle};
-use crate::sock_ops::SockRecv;
+use crate::sock_ops::{recv_bytes, SockRecv};
 use crate::transports::stream::StreamCore;
 use crate::transports::table::TransportTable;
 
@@ -1104,25 +1104,13 @@ impl LoopCore {
                 "negative buffersize in recv",
             ));
         }
-        let n = n as usize;
-        let mut own = Vec::new();
-        let mut shared = None;
-        let buf: &mut [u8] = if n <= READ_BUFFER_SIZE {
-            &mut shared.insert(self.read_buffer())[..n]
-        } else {
-            own.resize(n, 0);
-            &mut own
-        };
-        // SAFETY: recv writes at most buf.len() bytes into a buffer we hold.
-        let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if got < 0 {
-            let err = io::Error::last_os_error();
-            return match err.kind() {
+        match recv_bytes(py, self, fd, n as usize)? {
+            Ok(data) => Ok(Some(data)),
+            Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
-                _ => Err(os_error_from(&err)),
-            };
+                _ => Err(os_error_from(&e)),
+            },
         }
-        Ok(Some(PyBytes::new(py, &buf[..got as usize])))
     }
 
     /// `sock.send(data)` for `sock_sendall`'s first try: the bytes sent, 0 when the socket is

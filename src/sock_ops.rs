@@ -11,6 +11,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::Mutex;
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::lock::lock;
@@ -19,6 +20,58 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::event_loop::{os_error_from, LoopCore};
 use crate::handles::Handle;
+
+/// Up to this many bytes, `recv` goes through the loop's shared buffer and the data is copied
+/// into an exact-size `bytes`; above it, into a `bytes` of the size asked for, shrunk to what
+/// came (as the socket module's `recv` does) — a large copy costs more than the resize.
+const COPY_LIMIT: usize = 4096;
+
+extern "C" {
+    // Part of CPython's C API in 3.10–3.13 (pyo3-ffi keeps its declaration private).
+    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> libc::c_int;
+}
+
+/// `sock.recv(n)` on a non-blocking descriptor, without raising: the outer error is Python's
+/// (MemoryError), the inner one the system's.
+pub(crate) fn recv_bytes<'py>(
+    py: Python<'py>,
+    core: &LoopCore,
+    fd: RawFd,
+    n: usize,
+) -> PyResult<io::Result<Bound<'py, PyBytes>>> {
+    if n <= COPY_LIMIT {
+        let mut shared = core.read_buffer();
+        let buf = &mut shared[..n];
+        // SAFETY: recv writes at most buf.len() bytes into `buf` (none when it is empty).
+        let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        return Ok(if got < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(PyBytes::new(py, &buf[..got as usize]))
+        });
+    }
+    let size = ffi::Py_ssize_t::try_from(n)
+        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("buffer size too large"))?;
+    // SAFETY: a new, uninitialised bytes object of `n` bytes that we own; recv fills its first
+    // `got` bytes, then it is shrunk to them (on failure _PyBytes_Resize frees it and sets
+    // NULL), so no uninitialised byte is ever visible.
+    unsafe {
+        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
+        if obj.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        let got = libc::recv(fd, ffi::PyBytes_AsString(obj).cast(), n, 0);
+        if got < 0 {
+            let err = io::Error::last_os_error();
+            ffi::Py_DECREF(obj);
+            return Ok(Err(err));
+        }
+        if (got as usize) < n && _PyBytes_Resize(&mut obj, got as ffi::Py_ssize_t) < 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(Ok(Bound::from_owned_ptr(py, obj).cast_into_unchecked()))
+    }
+}
 
 /// One pending `sock_recv`: the reader callback (called with no argument) and the future's
 /// done-callback (called with the future).
@@ -60,32 +113,7 @@ impl SockRecv {
         if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
             return Ok(());
         }
-        let core = self.loop_.get();
-        let received = if self.nbytes == 0 {
-            // SAFETY: a zero-length recv writes nothing.
-            let n = unsafe { libc::recv(self.fd, std::ptr::null_mut(), 0, 0) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(PyBytes::new(py, b""))
-            }
-        } else {
-            let mut big;
-            let mut shared = core.read_buffer();
-            let buf: &mut [u8] = if self.nbytes <= shared.len() {
-                &mut shared[..self.nbytes]
-            } else {
-                big = vec![0u8; self.nbytes];
-                &mut big
-            };
-            // SAFETY: recv writes at most buf.len() bytes into `buf`.
-            let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(PyBytes::new(py, &buf[..n as usize]))
-            }
-        };
+        let received = recv_bytes(py, self.loop_.get(), self.fd, self.nbytes)?;
         match received {
             Ok(data) => {
                 fut.call_method1(intern!(py, "set_result"), (data,))?;

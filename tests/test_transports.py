@@ -192,6 +192,9 @@ def test_sock_sendall_and_sock_recv_forms(loop):
             while len(got) < 14:
                 got += await loop.sock_recv(b, 100)
             assert got == b"bytesarrayview"
+            # A large size and a short message: exactly what came.
+            await loop.sock_sendall(a, b"short")
+            assert await loop.sock_recv(b, 65536) == b"short"
             # Larger than the socket buffer: the rest is sent when the reader drains it.
             big = os.urandom(3 * 1024 * 1024)
             sender = loop.create_task(loop.sock_sendall(a, big))
