@@ -19,6 +19,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<transports::stream::StreamCore>()?;
     m.add_class::<transports::datagram::DatagramCore>()?;
+    m.add_class::<transports::sslproto::SSLProtocolBase>()?;
     m.add_class::<sock_ops::SockRecv>()?;
     m.add_class::<server::Acceptor>()?;
     Ok(())

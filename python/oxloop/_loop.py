@@ -35,6 +35,11 @@ from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 from ._oxloop import Acceptor, Handle, LoopCore, StreamCore, TimerHandle
 from ._transports import _DatagramTransport, _ReadPipeTransport, _SocketTransport
 
+if sys.version_info >= (3, 11):
+    from ._sslproto import SSLProtocol as _SSLProtocol
+else:  # 3.10's sslproto is the older design: used as it is
+    _SSLProtocol = sslproto.SSLProtocol
+
 __all__ = ("Handle", "Loop", "TimerHandle")
 
 _Base = base_events.BaseEventLoop
@@ -359,10 +364,11 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None, server=None,
                             **timeouts):
-        """asyncio's TLS (sslproto.SSLProtocol, any SSLContext) over the native socket transport."""
+        """asyncio's TLS (sslproto.SSLProtocol, any SSLContext; its per-record path native on
+        3.11+) over the native socket transport."""
         if sys.version_info >= (3, 12):
             self._ensure_fd_no_transport(rawsock)
-        ssl_protocol = sslproto.SSLProtocol(
+        ssl_protocol = _SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
         self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)

@@ -35,6 +35,7 @@ use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use crate::event_loop::{os_error_from, sockaddr_to_py, LoopCore};
 use crate::lock::lock;
+use crate::transports::sslproto::SSLProtocolBase;
 
 /// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u64 = 5;
@@ -497,6 +498,36 @@ impl StreamCore {
         Ok(())
     }
 
+    /// `read_into_protocol_buffer` for oxloop's TLS protocol: what its `get_buffer` and
+    /// `buffer_updated` would do (receive at most its `max_size`, 256 KiB, the size of the
+    /// loop's read buffer; write it to the incoming BIO), without the two calls and the views.
+    fn read_into_ssl(slf: &Bound<'_, Self>, ssl: &Bound<'_, SSLProtocolBase>) -> PyResult<()> {
+        let fed = {
+            let core = slf.get().loop_.get();
+            let mut buf = core.read_buffer();
+            // SAFETY: recv writes at most buf.len() bytes into the buffer we hold locked.
+            let n = unsafe { libc::recv(slf.get().fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                drop(buf);
+                return Self::read_error(slf, err);
+            }
+            if n == 0 {
+                drop(buf);
+                return Self::on_eof(slf);
+            }
+            SSLProtocolBase::feed(ssl, &mut buf[..n as usize])
+        };
+        if let Err(e) = fed.and_then(|()| SSLProtocolBase::after_incoming(ssl)) {
+            return Self::protocol_failed(
+                slf,
+                e,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            );
+        }
+        Ok(())
+    }
+
     fn read_error(slf: &Bound<'_, Self>, err: io::Error) -> PyResult<()> {
         match err.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(()),
@@ -805,7 +836,7 @@ impl StreamCore {
         SERVER_TRACKS_TRANSPORTS.store(server_tracks_transports, Ordering::Relaxed);
     }
 
-    fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let chunk = to_chunk(data)?;
         if chunk.as_bytes().is_empty() || !slf.get().check_writable(slf.py(), "write")? {
             // asyncio checks eof and sendfile before looking at the length.
@@ -861,6 +892,9 @@ impl StreamCore {
         };
         let protocol = protocol.into_bound(py);
         if buffered {
+            if let Ok(ssl) = protocol.cast::<SSLProtocolBase>() {
+                return Self::read_into_ssl(slf, ssl);
+            }
             return Self::read_into_protocol_buffer(slf, &protocol);
         }
         let data = {

@@ -1,0 +1,18 @@
+"""asyncio's TLS protocol with its per-record path native (Python 3.11+).
+
+``SSLProtocol`` is asyncio's ``sslproto.SSLProtocol`` — its state machine, its attributes, its
+application transport — with ``get_buffer``, ``buffer_updated``, ``_do_read``, ``_do_write``,
+``_write_appdata`` and ``_process_outgoing`` taken from the native ``SSLProtocolBase``
+(``src/transports/sslproto.rs``), which does what those methods do without a Python frame
+per TLS record. Python 3.10's ``sslproto`` is an older design; there the loop uses it as is.
+"""
+
+from __future__ import annotations
+
+from asyncio import sslproto
+
+from ._oxloop import SSLProtocolBase
+
+
+class SSLProtocol(SSLProtocolBase, sslproto.SSLProtocol):
+    """asyncio's SSLProtocol; what runs per TLS record comes from SSLProtocolBase."""
