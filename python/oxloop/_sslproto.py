@@ -16,3 +16,13 @@ from ._oxloop import SSLProtocolBase
 
 class SSLProtocol(SSLProtocolBase, sslproto.SSLProtocol):
     """asyncio's SSLProtocol; what runs per TLS record comes from SSLProtocolBase."""
+
+    def __init__(self, *args, **kwargs):
+        # asyncio's __init__ makes a max_size (256 KiB) receive buffer per connection: a fresh
+        # mapping, zeroed, for each handshake. oxloop's socket transport writes to the BIO
+        # itself and never asks for it; get_buffer makes it when something else does.
+        self.max_size = 0
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            del self.max_size
