@@ -4,14 +4,16 @@
 application transport — with ``get_buffer``, ``buffer_updated``, ``_do_read``, ``_do_write``,
 ``_write_appdata`` and ``_process_outgoing`` taken from the native ``SSLProtocolBase``
 (``src/transports/sslproto.rs``), which does what those methods do without a Python frame
-per TLS record. Python 3.10's ``sslproto`` is an older design; there the loop uses it as is.
+per TLS record. The attributes that path uses (``SSLProtocolBase._native_attributes``) are held
+natively; a ``NativeAttribute`` descriptor per name gives asyncio's code the same attributes.
+Python 3.10's ``sslproto`` is an older design; there the loop uses it as is.
 """
 
 from __future__ import annotations
 
 from asyncio import sslproto
 
-from ._oxloop import SSLProtocolBase
+from ._oxloop import NativeAttribute, SSLProtocolBase
 
 
 class SSLProtocol(SSLProtocolBase, sslproto.SSLProtocol):
@@ -26,3 +28,8 @@ class SSLProtocol(SSLProtocolBase, sslproto.SSLProtocol):
             super().__init__(*args, **kwargs)
         finally:
             del self.max_size
+
+
+for _index, _name in enumerate(SSLProtocolBase._native_attributes):
+    setattr(SSLProtocol, _name, NativeAttribute(_index))
+del _index, _name

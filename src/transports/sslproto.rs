@@ -12,14 +12,14 @@
 //!   `SSLObject`'s Python methods; a custom `sslobject_class` gets asyncio's own code.
 
 use std::cell::RefCell;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyAttributeError, PyException};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PySlice, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PySlice, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::lock::lock;
@@ -67,31 +67,6 @@ thread_local! {
 
 const PLAINTEXT_START: usize = 64 * 1024;
 
-/// The C object of a plain `ssl.SSLObject` (its `read`/`write` are what the Python methods
-/// call), cached by the identity of `sslobj`; None for a custom `sslobject_class`.
-fn c_sslobj<'py>(
-    slf: &Bound<'py, PyAny>,
-    sslobj: &Bound<'py, PyAny>,
-    names: &Names,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let py = slf.py();
-    let Ok(base) = slf.cast::<SSLProtocolBase>() else {
-        return Ok(None);
-    };
-    if let Some((obj, c)) = &*lock(&base.get().c_sslobj) {
-        if obj.is(sslobj) {
-            return Ok(Some(c.bind(py).clone()));
-        }
-    }
-    if !sslobj.get_type().is(names.ssl_object.bind(py)) {
-        return Ok(None);
-    }
-    let c = sslobj.getattr(intern!(py, "_sslobj"))?;
-    let old = lock(&base.get().c_sslobj).replace((sslobj.clone().unbind(), c.clone().unbind()));
-    drop(old);
-    Ok(Some(c))
-}
-
 fn incoming_pending(incoming: &Bound<'_, PyAny>) -> PyResult<usize> {
     incoming
         .getattr(intern!(incoming.py(), "pending"))?
@@ -117,27 +92,213 @@ fn writable_view<'py>(py: Python<'py>, buf: &mut [u8]) -> PyResult<Bound<'py, Py
     }
 }
 
-/// The mix-in base of `oxloop._sslproto.SSLProtocol`. Its only state is a cache: the C object
-/// of the instance's `_sslobj`, by the identity of that `_sslobj`.
+/// The attributes of asyncio's `SSLProtocol` that the per-record path uses, held in the
+/// native object instead of the instance's `__dict__`: a field read instead of a dictionary
+/// lookup (uvloop's Cython class has them as C fields too). `NativeAttribute` descriptors,
+/// set on `oxloop._sslproto.SSLProtocol` under these names, give asyncio's Python code the
+/// same attributes.
+#[derive(Clone, Copy)]
+enum A {
+    State,
+    Incoming,
+    Outgoing,
+    Sslobj,
+    Transport,
+    AppProtocol,
+    WriteBacklog,
+    WriteBufferSize,
+    SslWritingPaused,
+    AppWritingPaused,
+    AppReadingPaused,
+    SslReadingPaused,
+    AppProtocolIsBuffer,
+    OutgoingHighWater,
+    OutgoingLowWater,
+    IncomingHighWater,
+    IncomingLowWater,
+}
+
+const NATIVE_ATTRIBUTES: [&str; 17] = [
+    "_state",
+    "_incoming",
+    "_outgoing",
+    "_sslobj",
+    "_transport",
+    "_app_protocol",
+    "_write_backlog",
+    "_write_buffer_size",
+    "_ssl_writing_paused",
+    "_app_writing_paused",
+    "_app_reading_paused",
+    "_ssl_reading_paused",
+    "_app_protocol_is_buffer",
+    "_outgoing_high_water",
+    "_outgoing_low_water",
+    "_incoming_high_water",
+    "_incoming_low_water",
+];
+
+/// The instance and its native attributes.
+struct Inst<'a, 'py> {
+    obj: &'a Bound<'py, PyAny>,
+    base: &'a SSLProtocolBase,
+}
+
+impl<'a, 'py> Inst<'a, 'py> {
+    fn new(slf: &'a Bound<'py, SSLProtocolBase>) -> Self {
+        Inst {
+            obj: slf.as_any(),
+            base: slf.get(),
+        }
+    }
+
+    fn get(&self, a: A) -> PyResult<Bound<'py, PyAny>> {
+        self.base.attr(self.obj.py(), a as usize)
+    }
+
+    fn truthy(&self, a: A) -> PyResult<bool> {
+        self.get(a)?.is_truthy()
+    }
+
+    fn isize(&self, a: A) -> PyResult<isize> {
+        self.get(a)?.extract()
+    }
+
+    fn set(&self, a: A, value: isize) -> PyResult<()> {
+        let value = value.into_pyobject(self.obj.py())?.into_any().unbind();
+        self.base.set_attr(a as usize, Some(value));
+        Ok(())
+    }
+}
+
+/// The mix-in base of `oxloop._sslproto.SSLProtocol`: the native attributes (see `A`), and
+/// the C object of `_sslobj` when that is a plain `ssl.SSLObject` (its `read`/`write` are what
+/// the Python methods call; a custom `sslobject_class` gets its own methods called).
 #[pyclass(module = "oxloop._oxloop", subclass, frozen)]
 pub struct SSLProtocolBase {
+    attrs: Mutex<[Option<Py<PyAny>>; NATIVE_ATTRIBUTES.len()]>,
+    /// (`_sslobj`, its C object).
     c_sslobj: Mutex<Option<(Py<PyAny>, Py<PyAny>)>>,
 }
 
 impl SSLProtocolBase {
+    fn attr<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyAny>> {
+        match &lock(&self.attrs)[index] {
+            Some(v) => Ok(v.bind(py).clone()),
+            None => Err(PyAttributeError::new_err(format!(
+                "'SSLProtocol' object has no attribute '{}'",
+                NATIVE_ATTRIBUTES[index]
+            ))),
+        }
+    }
+
+    fn set_attr(&self, index: usize, value: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
+        std::mem::replace(&mut lock(&self.attrs)[index], value)
+    }
+
+    fn c_sslobj<'py>(
+        &self,
+        py: Python<'py>,
+        sslobj: &Bound<'py, PyAny>,
+    ) -> Option<Bound<'py, PyAny>> {
+        match &*lock(&self.c_sslobj) {
+            Some((obj, c)) if obj.is(sslobj) => Some(c.bind(py).clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A data descriptor for one native attribute of `SSLProtocolBase` (by its index in
+/// `SSLProtocolBase._native_attributes`).
+#[pyclass(module = "oxloop._oxloop", frozen)]
+pub struct NativeAttribute {
+    index: usize,
+}
+
+#[pymethods]
+impl NativeAttribute {
+    #[new]
+    fn new(index: usize) -> PyResult<Self> {
+        if index >= NATIVE_ATTRIBUTES.len() {
+            return Err(pyo3::exceptions::PyIndexError::new_err(
+                "no such native attribute",
+            ));
+        }
+        Ok(NativeAttribute { index })
+    }
+
+    fn __get__<'py>(
+        slf: &Bound<'py, Self>,
+        obj: Option<&Bound<'py, PyAny>>,
+        _owner: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match obj {
+            None => Ok(slf.clone().into_any()),
+            Some(obj) => obj
+                .cast::<SSLProtocolBase>()?
+                .get()
+                .attr(slf.py(), slf.get().index),
+        }
+    }
+
+    fn __set__(&self, obj: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = obj.py();
+        let base = obj.cast::<SSLProtocolBase>()?.get();
+        if self.index == A::Sslobj as usize {
+            let c = if value.get_type().is(names(py)?.ssl_object.bind(py)) {
+                Some((
+                    value.clone().unbind(),
+                    value.getattr(intern!(py, "_sslobj"))?.unbind(),
+                ))
+            } else {
+                None
+            };
+            let old = std::mem::replace(&mut *lock(&base.c_sslobj), c);
+            drop(old);
+        }
+        let old = base.set_attr(self.index, Some(value.clone().unbind()));
+        drop(old);
+        Ok(())
+    }
+
+    fn __delete__(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let base = obj.cast::<SSLProtocolBase>()?.get();
+        match base.set_attr(self.index, None) {
+            Some(old) => {
+                drop(old);
+                Ok(())
+            }
+            None => Err(PyAttributeError::new_err(NATIVE_ATTRIBUTES[self.index])),
+        }
+    }
+}
+
+/// Calls asyncio's own method `name` (for the paths left to it).
+fn asyncio_method<'py>(
+    names: &Names,
+    obj: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyString>,
+    args: &[&Bound<'py, PyAny>],
+) -> PyResult<()> {
+    let py = obj.py();
+    let unbound = names.asyncio_class.bind(py).getattr(name)?;
+    let all: Vec<&Bound<'py, PyAny>> = std::iter::once(obj).chain(args.iter().copied()).collect();
+    unbound.call1(PyTuple::new(py, all)?).map(drop)
+}
+
+impl SSLProtocolBase {
     /// asyncio's `_do_read__copied`: every record that is complete, then one `data_received`.
-    fn read_copied(slf: &Bound<'_, PyAny>, names: &Names) -> PyResult<()> {
-        let py = slf.py();
-        let sslobj = slf.getattr(intern!(py, "_sslobj"))?;
-        let Some(c_obj) = c_sslobj(slf, &sslobj, names)? else {
-            return names
-                .asyncio_class
-                .bind(py)
-                .getattr(intern!(py, "_do_read__copied"))?
-                .call1((slf,))
-                .map(drop);
+    fn read_copied(
+        &self,
+        me: &Inst<'_, '_>,
+        names: &Names,
+        incoming: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = me.obj.py();
+        let sslobj = me.get(A::Sslobj)?;
+        let Some(c_obj) = self.c_sslobj(py, &sslobj) else {
+            return asyncio_method(names, me.obj, intern!(py, "_do_read__copied"), &[]);
         };
-        let incoming = slf.getattr(intern!(py, "_incoming"))?;
         let mut buf = PLAINTEXT.with(|b| std::mem::take(&mut *b.borrow_mut()));
         if buf.len() < PLAINTEXT_START {
             buf.resize(PLAINTEXT_START, 0);
@@ -163,15 +324,20 @@ impl SSLProtocolBase {
                         filled += n.min(space);
                         // Nothing left in the incoming BIO nor in the SSL object: the next
                         // read could only raise SSLWantReadError (whose making costs more
-                        // than this record's decryption). OpenSSL reads records from the BIO
-                        // one at a time (no read-ahead), so none is buffered elsewhere.
-                        match (
-                            incoming_pending(&incoming),
-                            c_obj.call_method0(intern!(py, "pending")),
-                        ) {
-                            (Ok(0), Ok(p)) if p.extract::<usize>().ok() == Some(0) => break Ok(()),
-                            (Err(e), _) | (_, Err(e)) => break Err(e),
-                            _ => {}
+                        // than this record's decryption). OpenSSL takes records from the BIO
+                        // one at a time (no read-ahead), and a read that returns less than it
+                        // was asked for has returned every byte the SSL object had decrypted.
+                        let drained = match incoming_pending(incoming) {
+                            Ok(0) if n < space => true,
+                            Ok(0) => match c_obj.call_method0(intern!(py, "pending")) {
+                                Ok(p) => p.extract::<usize>().ok() == Some(0),
+                                Err(e) => break Err(e),
+                            },
+                            Ok(_) => false,
+                            Err(e) => break Err(e),
+                        };
+                        if drained {
+                            break Ok(());
                         }
                     }
                     Err(e) => break Err(e),
@@ -189,85 +355,81 @@ impl SSLProtocolBase {
         });
         result?;
         if let Some(data) = data {
-            slf.getattr(intern!(py, "_app_protocol"))?
+            me.get(A::AppProtocol)?
                 .call_method1(intern!(py, "data_received"), (data,))?;
         }
         if close_notify {
-            slf.call_method0(intern!(py, "_call_eof_received"))?;
-            slf.call_method0(intern!(py, "_start_shutdown"))?;
+            me.obj.call_method0(intern!(py, "_call_eof_received"))?;
+            me.obj.call_method0(intern!(py, "_start_shutdown"))?;
         }
         Ok(())
     }
 
-    /// asyncio's `_do_read` (its `try` block).
-    fn do_read_inner(slf: &Bound<'_, PyAny>, names: &Names) -> PyResult<()> {
-        let py = slf.py();
-        if !slf
-            .getattr(intern!(py, "_app_reading_paused"))?
-            .is_truthy()?
-        {
-            if slf
-                .getattr(intern!(py, "_app_protocol_is_buffer"))?
-                .is_truthy()?
-            {
-                slf.call_method0(intern!(py, "_do_read__buffered"))?;
-            } else {
-                Self::read_copied(slf, names)?;
-            }
-            if slf.getattr(intern!(py, "_write_backlog"))?.is_truthy()? {
-                Self::do_write(slf, names)?;
-            } else {
-                Self::process_outgoing(slf)?;
-            }
-        }
-        Self::control_ssl_reading(slf)
-    }
-
-    /// asyncio's `_do_write`: encrypt the backlog, then send what came out.
-    fn do_write(slf: &Bound<'_, PyAny>, names: &Names) -> PyResult<()> {
-        let py = slf.py();
-        let sslobj = slf.getattr(intern!(py, "_sslobj"))?;
-        let writer = c_sslobj(slf, &sslobj, names)?.unwrap_or(sslobj);
-        // A collections.deque.
-        let backlog = slf.getattr(intern!(py, "_write_backlog"))?;
-        let result = (|| -> PyResult<()> {
-            while backlog.is_truthy()? {
-                let data = backlog.get_item(0)?;
-                let count: usize = match writer.call_method1(intern!(py, "write"), (&data,)) {
-                    Ok(c) => c.extract()?,
-                    Err(e) if is_again(py, &e, names) => break,
-                    Err(e) => return Err(e),
-                };
-                let data_len = data.len()?;
-                let size: isize = slf.getattr(intern!(py, "_write_buffer_size"))?.extract()?;
-                if count < data_len {
-                    backlog.set_item(
-                        0,
-                        data.get_item(PySlice::new(py, count as isize, isize::MAX, 1))?,
-                    )?;
-                    slf.setattr(intern!(py, "_write_buffer_size"), size - count as isize)?;
+    /// asyncio's `_do_read`, its state known to be WRAPPED or FLUSHING: the `try` block, then
+    /// the `except Exception`.
+    fn do_read(
+        &self,
+        me: &Inst<'_, '_>,
+        names: &Names,
+        incoming: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = me.obj.py();
+        let result = (|| {
+            if !me.truthy(A::AppReadingPaused)? {
+                if me.truthy(A::AppProtocolIsBuffer)? {
+                    me.obj.call_method0(intern!(py, "_do_read__buffered"))?;
                 } else {
-                    backlog.call_method0(intern!(py, "popleft"))?;
-                    slf.setattr(intern!(py, "_write_buffer_size"), size - data_len as isize)?;
+                    self.read_copied(me, names, incoming)?;
+                }
+                if me.truthy(A::WriteBacklog)? {
+                    self.do_write(me, names)?;
+                } else {
+                    Self::process_outgoing(me)?;
                 }
             }
-            Ok(())
+            Self::control_ssl_reading(me, incoming)
         })();
-        result?;
-        Self::process_outgoing(slf)
+        fatal_on_exception(me.obj, result)
+    }
+
+    /// asyncio's `_do_write`: encrypt the backlog (a deque), then send what came out.
+    fn do_write(&self, me: &Inst<'_, '_>, names: &Names) -> PyResult<()> {
+        let py = me.obj.py();
+        let sslobj = me.get(A::Sslobj)?;
+        let writer = self.c_sslobj(py, &sslobj).unwrap_or(sslobj);
+        let backlog = me.get(A::WriteBacklog)?;
+        let size_name = A::WriteBufferSize;
+        while backlog.is_truthy()? {
+            let data = backlog.get_item(0)?;
+            let count: usize = match writer.call_method1(intern!(py, "write"), (&data,)) {
+                Ok(c) => c.extract()?,
+                Err(e) if is_again(py, &e, names) => break,
+                Err(e) => return Err(e),
+            };
+            let data_len = data.len()?;
+            let size = me.isize(size_name)?;
+            if count < data_len {
+                backlog.set_item(
+                    0,
+                    data.get_item(PySlice::new(py, count as isize, isize::MAX, 1))?,
+                )?;
+                me.set(size_name, size - count as isize)?;
+            } else {
+                backlog.call_method0(intern!(py, "popleft"))?;
+                me.set(size_name, size - data_len as isize)?;
+            }
+        }
+        Self::process_outgoing(me)
     }
 
     /// asyncio's `_process_outgoing`: send the encrypted bytes, then `_control_app_writing`.
-    fn process_outgoing(slf: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let outgoing = slf.getattr(intern!(py, "_outgoing"))?;
-        if !slf
-            .getattr(intern!(py, "_ssl_writing_paused"))?
-            .is_truthy()?
-        {
+    fn process_outgoing(me: &Inst<'_, '_>) -> PyResult<()> {
+        let py = me.obj.py();
+        let outgoing = me.get(A::Outgoing)?;
+        if !me.truthy(A::SslWritingPaused)? {
             let data = outgoing.call_method0(intern!(py, "read"))?;
             if data.len()? > 0 {
-                let transport = slf.getattr(intern!(py, "_transport"))?;
+                let transport = me.get(A::Transport)?;
                 // oxloop's socket transport: straight to its core (what its write does).
                 match transport
                     .getattr(intern!(py, "_core"))
@@ -285,63 +447,84 @@ impl SSLProtocolBase {
         let size = outgoing
             .getattr(intern!(py, "pending"))?
             .extract::<isize>()?
-            + slf
-                .getattr(intern!(py, "_write_buffer_size"))?
-                .extract::<isize>()?;
-        let paused = slf
-            .getattr(intern!(py, "_app_writing_paused"))?
-            .is_truthy()?;
-        let change = if paused {
-            size <= slf
-                .getattr(intern!(py, "_outgoing_low_water"))?
-                .extract::<isize>()?
+            + me.isize(A::WriteBufferSize)?;
+        let change = if me.truthy(A::AppWritingPaused)? {
+            size <= me.isize(A::OutgoingLowWater)?
         } else {
-            size >= slf
-                .getattr(intern!(py, "_outgoing_high_water"))?
-                .extract::<isize>()?
+            size >= me.isize(A::OutgoingHighWater)?
         };
         if change {
-            slf.call_method0(intern!(py, "_control_app_writing"))?;
+            me.obj.call_method0(intern!(py, "_control_app_writing"))?;
         }
         Ok(())
     }
 
     /// asyncio's `_control_ssl_reading`, called only when it has something to do.
-    fn control_ssl_reading(slf: &Bound<'_, PyAny>) -> PyResult<()> {
-        let py = slf.py();
-        let size: isize = slf
-            .getattr(intern!(py, "_incoming"))?
-            .getattr(intern!(py, "pending"))?
-            .extract()?;
-        let paused = slf
-            .getattr(intern!(py, "_ssl_reading_paused"))?
-            .is_truthy()?;
-        let change = if paused {
-            size <= slf
-                .getattr(intern!(py, "_incoming_low_water"))?
-                .extract::<isize>()?
+    fn control_ssl_reading(me: &Inst<'_, '_>, incoming: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = me.obj.py();
+        let size = incoming_pending(incoming)? as isize;
+        let change = if me.truthy(A::SslReadingPaused)? {
+            size <= me.isize(A::IncomingLowWater)?
         } else {
-            size >= slf
-                .getattr(intern!(py, "_incoming_high_water"))?
-                .extract::<isize>()?
+            size >= me.isize(A::IncomingHighWater)?
         };
         if change {
-            slf.call_method0(intern!(py, "_control_ssl_reading"))?;
+            me.obj.call_method0(intern!(py, "_control_ssl_reading"))?;
         }
         Ok(())
     }
 
-    /// `except Exception as ex: self._fatal_error(ex, message)`.
-    fn fatal_on_exception(slf: &Bound<'_, PyAny>, result: PyResult<()>) -> PyResult<()> {
-        let py = slf.py();
-        match result {
-            Err(e) if e.is_instance_of::<PyException>(py) => {
-                let message = intern!(py, "Fatal error on SSL protocol");
-                slf.call_method1(intern!(py, "_fatal_error"), (e.value(py), message))
-                    .map(drop)
-            }
-            other => other,
+    /// The part of asyncio's `buffer_updated` after the BIO write: act as the state asks.
+    fn after_write_to(
+        &self,
+        me: &Inst<'_, '_>,
+        names: &Names,
+        incoming: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = me.obj.py();
+        let state = me.get(A::State)?;
+        if state.is(names.do_handshake.bind(py)) {
+            me.obj.call_method0(intern!(py, "_do_handshake"))?;
+        } else if state.is(names.wrapped.bind(py)) {
+            self.do_read(me, names, incoming)?;
+        } else if state.is(names.flushing.bind(py)) {
+            me.obj.call_method0(intern!(py, "_do_flush"))?;
+        } else if state.is(names.shutdown.bind(py)) {
+            me.obj.call_method0(intern!(py, "_do_shutdown"))?;
         }
+        Ok(())
+    }
+
+    /// What the socket transport calls instead of `get_buffer`/`buffer_updated` (which would
+    /// receive at most `max_size`, the size of the loop's read buffer, into the protocol's own
+    /// buffer): the first `n` bytes of `buf`, the loop's read buffer, are written to the
+    /// incoming BIO; then, with `buf` let go, the rest of `buffer_updated`.
+    pub(crate) fn feed(
+        slf: &Bound<'_, Self>,
+        mut buf: MutexGuard<'_, Vec<u8>>,
+        n: usize,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let me = Inst::new(slf);
+        let incoming = me.get(A::Incoming)?;
+        let written = writable_view(py, &mut buf[..n])
+            .and_then(|view| incoming.call_method1(intern!(py, "write"), (view,)));
+        drop(buf);
+        written?;
+        slf.get().after_write_to(&me, names(py)?, &incoming)
+    }
+}
+
+/// `except Exception as ex: self._fatal_error(ex, 'Fatal error on SSL protocol')`.
+fn fatal_on_exception(obj: &Bound<'_, PyAny>, result: PyResult<()>) -> PyResult<()> {
+    let py = obj.py();
+    match result {
+        Err(e) if e.is_instance_of::<PyException>(py) => {
+            let message = intern!(py, "Fatal error on SSL protocol");
+            obj.call_method1(intern!(py, "_fatal_error"), (e.value(py), message))
+                .map(drop)
+        }
+        other => other,
     }
 }
 
@@ -351,11 +534,23 @@ impl SSLProtocolBase {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         SSLProtocolBase {
+            attrs: Mutex::new(Default::default()),
             c_sslobj: Mutex::new(None),
         }
     }
 
+    /// The names of the native attributes, in index order (for `NativeAttribute`).
+    #[classattr]
+    fn _native_attributes() -> Vec<&'static str> {
+        NATIVE_ATTRIBUTES.to_vec()
+    }
+
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Ok(attrs) = self.attrs.try_lock() {
+            for v in attrs.iter().flatten() {
+                visit.call(v)?;
+            }
+        }
         if let Ok(c) = self.c_sslobj.try_lock() {
             if let Some((a, b)) = &*c {
                 visit.call(a)?;
@@ -366,10 +561,12 @@ impl SSLProtocolBase {
     }
 
     fn __clear__(&self) {
-        lock(&self.c_sslobj).take();
+        let attrs = std::mem::take(&mut *lock(&self.attrs));
+        let c = lock(&self.c_sslobj).take();
+        drop((attrs, c));
     }
 
-    /// asyncio's `get_buffer`: the protocol's reused receive buffer.
+    /// asyncio's `get_buffer`: the protocol's reused receive buffer (made on first use).
     fn get_buffer<'py>(slf: &Bound<'py, Self>, n: isize) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let slf = slf.as_any();
@@ -388,104 +585,69 @@ impl SSLProtocolBase {
     /// as the state asks.
     fn buffer_updated(slf: &Bound<'_, Self>, nbytes: isize) -> PyResult<()> {
         let py = slf.py();
-        let this = slf.as_any();
-        let view = this.getattr(intern!(py, "_ssl_buffer_view"))?;
+        let me = Inst::new(slf);
+        let view = me.obj.getattr(intern!(py, "_ssl_buffer_view"))?;
         let received = view.get_item(PySlice::new(py, 0, nbytes, 1))?;
-        this.getattr(intern!(py, "_incoming"))?
-            .call_method1(intern!(py, "write"), (received,))?;
-        Self::after_incoming(slf)
+        let incoming = me.get(A::Incoming)?;
+        incoming.call_method1(intern!(py, "write"), (received,))?;
+        slf.get().after_write_to(&me, names(py)?, &incoming)
     }
 
     /// asyncio's `_do_read`.
     fn _do_read(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        Self::do_read_checked(slf.as_any(), names(py)?)
+        let names = names(py)?;
+        let me = Inst::new(slf);
+        let state = me.get(A::State)?;
+        if !(state.is(names.wrapped.bind(py)) || state.is(names.flushing.bind(py))) {
+            return Ok(());
+        }
+        let incoming = me.get(A::Incoming)?;
+        slf.get().do_read(&me, names, &incoming)
     }
 
     /// asyncio's `_do_write`.
     fn _do_write(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        Self::do_write(slf.as_any(), names(py)?)
+        let me = Inst::new(slf);
+        slf.get().do_write(&me, names(slf.py())?)
     }
 
     /// asyncio's `_process_outgoing`.
     fn _process_outgoing(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::process_outgoing(slf.as_any())
+        Self::process_outgoing(&Inst::new(slf))
     }
 
     /// asyncio's `_write_appdata`: what the application transport's `write`/`writelines` call.
     fn _write_appdata(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let names = names(py)?;
-        let slf = slf.as_any();
-        let state = slf.getattr(intern!(py, "_state"))?;
+        let me = Inst::new(slf);
+        let state = me.get(A::State)?;
         if state.is(names.flushing.bind(py))
             || state.is(names.shutdown.bind(py))
             || state.is(names.unwrapped.bind(py))
         {
             // Closing: asyncio's warning and count.
-            return names
-                .asyncio_class
-                .bind(py)
-                .getattr(intern!(py, "_write_appdata"))?
-                .call1((slf, list_of_data))
-                .map(drop);
+            return asyncio_method(
+                names,
+                me.obj,
+                intern!(py, "_write_appdata"),
+                &[list_of_data],
+            );
         }
-        let backlog = slf.getattr(intern!(py, "_write_backlog"))?;
-        let mut size: isize = slf.getattr(intern!(py, "_write_buffer_size"))?.extract()?;
+        let backlog = me.get(A::WriteBacklog)?;
+        let size_name = A::WriteBufferSize;
+        let mut size = me.isize(size_name)?;
         for data in list_of_data.try_iter()? {
             let data = data?;
             backlog.call_method1(intern!(py, "append"), (&data,))?;
             size += data.len()? as isize;
-            slf.setattr(intern!(py, "_write_buffer_size"), size)?;
+            me.set(size_name, size)?;
         }
         if state.is(names.wrapped.bind(py)) {
-            let written = Self::do_write(slf, names);
-            return Self::fatal_on_exception(slf, written);
+            let written = slf.get().do_write(&me, names);
+            return fatal_on_exception(me.obj, written);
         }
         Ok(())
-    }
-}
-
-impl SSLProtocolBase {
-    /// What the socket transport calls instead of `get_buffer`/`buffer_updated`: `received`
-    /// (in the loop's read buffer, which the caller holds) is written to the incoming BIO.
-    /// Then `after_incoming` does the rest of `buffer_updated`, with no buffer held.
-    pub(crate) fn feed(slf: &Bound<'_, Self>, received: &mut [u8]) -> PyResult<()> {
-        let py = slf.py();
-        let view = writable_view(py, received)?;
-        slf.as_any()
-            .getattr(intern!(py, "_incoming"))?
-            .call_method1(intern!(py, "write"), (view,))
-            .map(drop)
-    }
-
-    /// The part of asyncio's `buffer_updated` after the BIO write: act as the state asks.
-    pub(crate) fn after_incoming(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let names = names(py)?;
-        let slf = slf.as_any();
-        let state = slf.getattr(intern!(py, "_state"))?;
-        if state.is(names.do_handshake.bind(py)) {
-            slf.call_method0(intern!(py, "_do_handshake"))?;
-        } else if state.is(names.wrapped.bind(py)) {
-            Self::do_read_checked(slf, names)?;
-        } else if state.is(names.flushing.bind(py)) {
-            slf.call_method0(intern!(py, "_do_flush"))?;
-        } else if state.is(names.shutdown.bind(py)) {
-            slf.call_method0(intern!(py, "_do_shutdown"))?;
-        }
-        Ok(())
-    }
-
-    /// `_do_read` with its state check and its `except Exception`.
-    fn do_read_checked(slf: &Bound<'_, PyAny>, names: &Names) -> PyResult<()> {
-        let py = slf.py();
-        let state = slf.getattr(intern!(py, "_state"))?;
-        if !(state.is(names.wrapped.bind(py)) || state.is(names.flushing.bind(py))) {
-            return Ok(());
-        }
-        let result = Self::do_read_inner(slf, names);
-        Self::fatal_on_exception(slf, result)
     }
 }

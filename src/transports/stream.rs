@@ -502,23 +502,20 @@ impl StreamCore {
     /// `buffer_updated` would do (receive at most its `max_size`, 256 KiB, the size of the
     /// loop's read buffer; write it to the incoming BIO), without the two calls and the views.
     fn read_into_ssl(slf: &Bound<'_, Self>, ssl: &Bound<'_, SSLProtocolBase>) -> PyResult<()> {
-        let fed = {
-            let core = slf.get().loop_.get();
-            let mut buf = core.read_buffer();
-            // SAFETY: recv writes at most buf.len() bytes into the buffer we hold locked.
-            let n = unsafe { libc::recv(slf.get().fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                drop(buf);
-                return Self::read_error(slf, err);
-            }
-            if n == 0 {
-                drop(buf);
-                return Self::on_eof(slf);
-            }
-            SSLProtocolBase::feed(ssl, &mut buf[..n as usize])
-        };
-        if let Err(e) = fed.and_then(|()| SSLProtocolBase::after_incoming(ssl)) {
+        let core = slf.get().loop_.get();
+        let mut buf = core.read_buffer();
+        // SAFETY: recv writes at most buf.len() bytes into the buffer we hold locked.
+        let n = unsafe { libc::recv(slf.get().fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            drop(buf);
+            return Self::read_error(slf, err);
+        }
+        if n == 0 {
+            drop(buf);
+            return Self::on_eof(slf);
+        }
+        if let Err(e) = SSLProtocolBase::feed(ssl, buf, n as usize) {
             return Self::protocol_failed(
                 slf,
                 e,
