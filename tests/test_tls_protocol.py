@@ -187,7 +187,7 @@ def test_close_notify_reaches_eof_received_then_connection_lost(loop, certs):
 
         server = await loop.create_server(Closer, "127.0.0.1", 0, ssl=server_context(certs))
         port = server.sockets[0].getsockname()[1]
-        transport, proto = await connect(loop, certs, lambda: Collector(loop, 1), port)
+        _, proto = await connect(loop, certs, lambda: Collector(loop, 1), port)
         server_transport = await accepted
         server_transport.write(b"bye")
         server_transport.close()  # data, then close_notify
