@@ -11,8 +11,8 @@
 //! - when the context makes plain `ssl.SSLObject`s, its C object is called directly, not through
 //!   `SSLObject`'s Python methods; a custom `sslobject_class` gets asyncio's own code.
 
-use std::cell::RefCell;
-use std::sync::{Mutex, MutexGuard};
+use std::cell::{RefCell, UnsafeCell};
+use std::sync::MutexGuard;
 
 use pyo3::exceptions::{PyAttributeError, PyException};
 use pyo3::ffi;
@@ -22,7 +22,6 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PySlice, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::lock::lock;
 use crate::transports::stream::StreamCore;
 
 /// asyncio's `sslproto` names this module compares with or calls.
@@ -165,8 +164,9 @@ impl<'a, 'py> Inst<'a, 'py> {
     }
 
     fn set(&self, a: A, value: isize) -> PyResult<()> {
-        let value = value.into_pyobject(self.obj.py())?.into_any().unbind();
-        self.base.set_attr(a as usize, Some(value));
+        let py = self.obj.py();
+        let value = value.into_pyobject(py)?.into_any().unbind();
+        drop(self.base.set_attr(py, a as usize, Some(value)));
         Ok(())
     }
 }
@@ -176,15 +176,41 @@ impl<'a, 'py> Inst<'a, 'py> {
 /// the Python methods call; a custom `sslobject_class` gets its own methods called).
 #[pyclass(module = "oxloop._oxloop", subclass, frozen)]
 pub struct SSLProtocolBase {
-    attrs: Mutex<[Option<Py<PyAny>>; NATIVE_ATTRIBUTES.len()]>,
+    attrs: GilCell<[Option<Py<PyAny>>; NATIVE_ATTRIBUTES.len()]>,
     /// (`_sslobj`, its C object).
-    c_sslobj: Mutex<Option<(Py<PyAny>, Py<PyAny>)>>,
+    c_sslobj: GilCell<Option<(Py<PyAny>, Py<PyAny>)>>,
+    /// The core of `_transport` when that is oxloop's socket transport.
+    core: GilCell<Option<Py<StreamCore>>>,
+}
+
+/// Interior mutability for state used only with the GIL held (the module is not free-threaded:
+/// `gil_used = true`), and never borrowed across a call into Python: each access moves or
+/// clones a value in or out, and the caller drops what it took out afterwards.
+struct GilCell<T>(UnsafeCell<T>);
+
+// SAFETY: every access goes through `with`, which takes a `Python` token: only the thread that
+// holds the GIL touches the value, and no access outlives the closure.
+unsafe impl<T: Send> Sync for GilCell<T> {}
+
+impl<T> GilCell<T> {
+    fn new(value: T) -> Self {
+        GilCell(UnsafeCell::new(value))
+    }
+
+    /// `f` must not call into Python (nor drop a Python object, whose finalizer might).
+    fn with<R>(&self, _py: Python<'_>, f: impl FnOnce(&mut T) -> R) -> R {
+        // SAFETY: see the Sync impl: the GIL serialises access, and `f` cannot re-enter.
+        unsafe { f(&mut *self.0.get()) }
+    }
 }
 
 impl SSLProtocolBase {
     fn attr<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyAny>> {
-        match &lock(&self.attrs)[index] {
-            Some(v) => Ok(v.bind(py).clone()),
+        match self
+            .attrs
+            .with(py, |a| a[index].as_ref().map(|v| v.clone_ref(py)))
+        {
+            Some(v) => Ok(v.into_bound(py)),
             None => Err(PyAttributeError::new_err(format!(
                 "'SSLProtocol' object has no attribute '{}'",
                 NATIVE_ATTRIBUTES[index]
@@ -192,8 +218,14 @@ impl SSLProtocolBase {
         }
     }
 
-    fn set_attr(&self, index: usize, value: Option<Py<PyAny>>) -> Option<Py<PyAny>> {
-        std::mem::replace(&mut lock(&self.attrs)[index], value)
+    fn set_attr(
+        &self,
+        py: Python<'_>,
+        index: usize,
+        value: Option<Py<PyAny>>,
+    ) -> Option<Py<PyAny>> {
+        self.attrs
+            .with(py, |a| std::mem::replace(&mut a[index], value))
     }
 
     fn c_sslobj<'py>(
@@ -201,10 +233,16 @@ impl SSLProtocolBase {
         py: Python<'py>,
         sslobj: &Bound<'py, PyAny>,
     ) -> Option<Bound<'py, PyAny>> {
-        match &*lock(&self.c_sslobj) {
-            Some((obj, c)) if obj.is(sslobj) => Some(c.bind(py).clone()),
+        self.c_sslobj.with(py, |c| match c {
+            Some((obj, c)) if obj.is(sslobj) => Some(c.clone_ref(py).into_bound(py)),
             _ => None,
-        }
+        })
+    }
+
+    fn core<'py>(&self, py: Python<'py>) -> Option<Bound<'py, StreamCore>> {
+        self.core
+            .with(py, |c| c.as_ref().map(|c| c.clone_ref(py)))
+            .map(|c| c.into_bound(py))
     }
 }
 
@@ -253,17 +291,27 @@ impl NativeAttribute {
             } else {
                 None
             };
-            let old = std::mem::replace(&mut *lock(&base.c_sslobj), c);
+            let old = base.c_sslobj.with(py, |slot| std::mem::replace(slot, c));
+            drop(old);
+        } else if self.index == A::Transport as usize {
+            // oxloop's socket transport (its `_core` slot holds a StreamCore).
+            let core = value
+                .getattr(intern!(py, "_core"))
+                .ok()
+                .and_then(|c| c.cast_into::<StreamCore>().ok())
+                .map(Bound::unbind);
+            let old = base.core.with(py, |slot| std::mem::replace(slot, core));
             drop(old);
         }
-        let old = base.set_attr(self.index, Some(value.clone().unbind()));
+        let old = base.set_attr(py, self.index, Some(value.clone().unbind()));
         drop(old);
         Ok(())
     }
 
     fn __delete__(&self, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = obj.py();
         let base = obj.cast::<SSLProtocolBase>()?.get();
-        match base.set_attr(self.index, None) {
+        match base.set_attr(py, self.index, None) {
             Some(old) => {
                 drop(old);
                 Ok(())
@@ -429,16 +477,12 @@ impl SSLProtocolBase {
         if !me.truthy(A::SslWritingPaused)? {
             let data = outgoing.call_method0(intern!(py, "read"))?;
             if data.len()? > 0 {
-                let transport = me.get(A::Transport)?;
-                // oxloop's socket transport: straight to its core (what its write does).
-                match transport
-                    .getattr(intern!(py, "_core"))
-                    .ok()
-                    .and_then(|c| c.cast_into::<StreamCore>().ok())
-                {
+                match me.base.core(py) {
+                    // oxloop's socket transport: straight to its core (what its write does).
                     Some(core) => StreamCore::write(&core, &data)?,
                     None => {
-                        transport.call_method1(intern!(py, "write"), (data,))?;
+                        me.get(A::Transport)?
+                            .call_method1(intern!(py, "write"), (data,))?;
                     }
                 }
             }
@@ -534,8 +578,9 @@ impl SSLProtocolBase {
     #[pyo3(signature = (*_args, **_kwargs))]
     fn new(_args: &Bound<'_, PyTuple>, _kwargs: Option<&Bound<'_, PyDict>>) -> Self {
         SSLProtocolBase {
-            attrs: Mutex::new(Default::default()),
-            c_sslobj: Mutex::new(None),
+            attrs: GilCell::new(Default::default()),
+            c_sslobj: GilCell::new(None),
+            core: GilCell::new(None),
         }
     }
 
@@ -546,24 +591,35 @@ impl SSLProtocolBase {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(attrs) = self.attrs.try_lock() {
-            for v in attrs.iter().flatten() {
-                visit.call(v)?;
-            }
+        // SAFETY: the collector runs with the GIL held and, as every GilCell user, this only
+        // reads; no GilCell closure allocates, so a collection never starts inside one.
+        let (attrs, c, core) = unsafe {
+            (
+                &*self.attrs.0.get(),
+                &*self.c_sslobj.0.get(),
+                &*self.core.0.get(),
+            )
+        };
+        for v in attrs.iter().flatten() {
+            visit.call(v)?;
         }
-        if let Ok(c) = self.c_sslobj.try_lock() {
-            if let Some((a, b)) = &*c {
-                visit.call(a)?;
-                visit.call(b)?;
-            }
+        if let Some((a, b)) = c {
+            visit.call(a)?;
+            visit.call(b)?;
+        }
+        if let Some(core) = core {
+            visit.call(core)?;
         }
         Ok(())
     }
 
-    fn __clear__(&self) {
-        let attrs = std::mem::take(&mut *lock(&self.attrs));
-        let c = lock(&self.c_sslobj).take();
-        drop((attrs, c));
+    fn __clear__(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let this = slf.get();
+        let attrs = this.attrs.with(py, std::mem::take);
+        let c = this.c_sslobj.with(py, Option::take);
+        let core = this.core.with(py, Option::take);
+        drop((attrs, c, core));
     }
 
     /// asyncio's `get_buffer`: the protocol's reused receive buffer (made on first use).
