@@ -29,7 +29,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{release, traverse_owned, untrack, Handle, LoopRef, TimerHandle};
-use crate::sock_ops::{recv_bytes, SockRecv};
+use crate::sock_ops::{recv_bytes, SockOp, SockWait};
 use crate::transports::stream::StreamCore;
 use crate::transports::table::TransportTable;
 
@@ -724,6 +724,42 @@ impl LoopCore {
         self.set_fd_handle(py, fd, write, None, None)
     }
 
+    /// Register a `SockWait` for `op` on `sock` (descriptor `fd`): asyncio's
+    /// `_ensure_fd_no_transport`, `_add_reader`/`_add_writer` and the future's done-callback.
+    fn sock_wait(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        fut: Bound<'_, PyAny>,
+        op: SockOp,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        slf.get().transports(py)?.get().ensure_free(py, fd)?;
+        let waiter = SockWait::new(
+            sock.clone().unbind(),
+            fd,
+            op,
+            fut.clone().unbind(),
+            slf.clone().unbind(),
+        );
+        let write = waiter.writes();
+        let waiter = Py::new(py, waiter)?;
+        let handle = Py::new(
+            py,
+            Self::make_handle(
+                slf,
+                waiter.bind(py).clone().into_any(),
+                PyTuple::empty(py),
+                None,
+            )?,
+        )?;
+        slf.get()
+            .set_fd_handle(py, fd, write, Some(handle.clone_ref(py)), Some(&sock))?;
+        waiter.get().set_handle(handle);
+        fut.call_method1(intern!(py, "add_done_callback"), (waiter,))?;
+        Ok(())
+    }
+
     /// `unwatch` for a `sock_*` wait on the socket object `sock` (see `set_fd_handle`).
     pub(crate) fn unwatch_sock(
         &self,
@@ -1161,32 +1197,19 @@ impl LoopCore {
         fut: Bound<'_, PyAny>,
         nbytes: usize,
     ) -> PyResult<()> {
-        let py = slf.py();
-        slf.get().transports(py)?.get().ensure_free(py, fd)?;
-        let waiter = Py::new(
-            py,
-            SockRecv::new(
-                sock.clone().unbind(),
-                fd,
-                nbytes,
-                fut.clone().unbind(),
-                slf.clone().unbind(),
-            ),
-        )?;
-        let handle = Py::new(
-            py,
-            Self::make_handle(
-                slf,
-                waiter.bind(py).clone().into_any(),
-                PyTuple::empty(py),
-                None,
-            )?,
-        )?;
-        slf.get()
-            .set_fd_handle(py, fd, false, Some(handle.clone_ref(py)), Some(&sock))?;
-        waiter.get().set_handle(handle);
-        fut.call_method1(intern!(py, "add_done_callback"), (waiter,))?;
-        Ok(())
+        Self::sock_wait(slf, sock, fd, fut, SockOp::Recv(nbytes))
+    }
+
+    /// `sock_connect`'s wait: once `fd` (of `sock`, whose connection to `address` is under
+    /// way) is writable, resolve `fut` with the outcome (see `sock_ops.rs`).
+    fn _sock_connect_wait(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        fut: Bound<'_, PyAny>,
+        address: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        Self::sock_wait(slf, sock, fd, fut, SockOp::Connect(address.unbind()))
     }
 
     /// The descriptor to pass to `signal.set_wakeup_fd`.

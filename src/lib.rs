@@ -21,7 +21,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transports::datagram::DatagramCore>()?;
     m.add_class::<transports::sslproto::SSLProtocolBase>()?;
     m.add_class::<transports::sslproto::NativeAttribute>()?;
-    m.add_class::<sock_ops::SockRecv>()?;
+    m.add_class::<sock_ops::SockWait>()?;
     m.add_class::<server::Acceptor>()?;
     Ok(())
 }

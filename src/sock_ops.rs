@@ -1,11 +1,13 @@
-//! The native half of `loop.sock_recv`: wait until the socket is readable, `recv`, resolve the
-//! future — asyncio's `_sock_recv` and `_sock_read_done` without a Python frame per step.
+//! The native halves of `loop.sock_recv` and `loop.sock_connect`: wait until the socket is ready,
+//! `recv` (or read the connection's outcome), resolve the future — asyncio's `_sock_recv` /
+//! `_sock_connect_cb` and `_sock_read_done` / `_sock_write_done` without a Python frame per step.
 //!
-//! `Loop.sock_recv` (Python, so it stays a coroutine function with asyncio's checks) tries
-//! `sock.recv` first and, if it would block, calls `LoopCore._sock_recv_wait`, which registers a
-//! `SockRecv` as the descriptor's reader and as the future's done-callback. As in asyncio, the
-//! reader is removed when the future is done (result, exception or cancellation), unless another
-//! reader has replaced it meanwhile.
+//! `Loop.sock_recv` and `Loop.sock_connect` (Python, so they stay coroutine functions with
+//! asyncio's checks) try the operation first and, if it would block, call
+//! `LoopCore._sock_recv_wait` / `_sock_connect_wait`, which register a `SockWait` as the
+//! descriptor's reader (writer) and as the future's done-callback. As in asyncio, it is removed
+//! when the future is done (result, exception or cancellation), unless another callback has
+//! replaced it meanwhile.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -73,83 +75,136 @@ pub(crate) fn recv_bytes<'py>(
     }
 }
 
-/// One pending `sock_recv`: the reader callback (called with no argument) and the future's
-/// done-callback (called with the future).
+/// What a `SockWait` waits to do.
+pub(crate) enum SockOp {
+    /// `sock_recv(sock, nbytes)`: read once readable.
+    Recv(usize),
+    /// `sock_connect(sock, address)`: the connection started; learn its outcome once writable.
+    Connect(Py<PyAny>),
+}
+
+/// One pending `sock_recv` or `sock_connect`: the descriptor's reader or writer (called with
+/// no argument) and the future's done-callback (called with the future).
 #[pyclass(module = "oxloop._oxloop", frozen)]
-pub struct SockRecv {
+pub struct SockWait {
     sock: Py<PyAny>,
     fd: RawFd,
-    nbytes: usize,
+    op: SockOp,
     fut: Py<PyAny>,
     loop_: Py<LoopCore>,
     handle: Mutex<Option<Py<Handle>>>,
 }
 
-impl SockRecv {
+impl SockWait {
     pub(crate) fn new(
         sock: Py<PyAny>,
         fd: RawFd,
-        nbytes: usize,
+        op: SockOp,
         fut: Py<PyAny>,
         loop_: Py<LoopCore>,
     ) -> Self {
-        SockRecv {
+        SockWait {
             sock,
             fd,
-            nbytes,
+            op,
             fut,
             loop_,
             handle: Mutex::new(None),
         }
     }
 
+    /// Whether it watches for writing (else reading).
+    pub(crate) fn writes(&self) -> bool {
+        matches!(self.op, SockOp::Connect(_))
+    }
+
     pub(crate) fn set_handle(&self, handle: Py<Handle>) {
         *lock(&self.handle) = Some(handle);
     }
 
-    /// The descriptor is readable: asyncio's `_sock_recv`.
-    fn readable(&self, py: Python<'_>) -> PyResult<()> {
+    /// The descriptor is ready: asyncio's `_sock_recv` or `_sock_connect_cb`.
+    fn ready(&self, py: Python<'_>) -> PyResult<()> {
         let fut = self.fut.bind(py);
         if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
             return Ok(());
         }
-        let received = recv_bytes(py, self.loop_.get(), self.fd, self.nbytes)?;
-        match received {
-            Ok(data) => {
-                fut.call_method1(intern!(py, "set_result"), (data,))?;
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => {
-                fut.call_method1(intern!(py, "set_exception"), (os_error_from(&e).value(py),))?;
-            }
+        match &self.op {
+            SockOp::Recv(nbytes) => match recv_bytes(py, self.loop_.get(), self.fd, *nbytes)? {
+                Ok(data) => {
+                    fut.call_method1(intern!(py, "set_result"), (data,))?;
+                }
+                Err(e) if would_block(&e) => {}
+                Err(e) => {
+                    fut.call_method1(intern!(py, "set_exception"), (os_error_from(&e).value(py),))?;
+                }
+            },
+            SockOp::Connect(address) => match socket_error(self.fd) {
+                Ok(0) => {
+                    fut.call_method1(intern!(py, "set_result"), (py.None(),))?;
+                }
+                Ok(err) => {
+                    let message = format!("Connect call failed {}", address.bind(py).str()?);
+                    let exc = pyo3::exceptions::PyOSError::new_err((err, message));
+                    fut.call_method1(intern!(py, "set_exception"), (exc.value(py),))?;
+                }
+                Err(e) if would_block(&e) => {}
+                Err(e) => {
+                    fut.call_method1(intern!(py, "set_exception"), (os_error_from(&e).value(py),))?;
+                }
+            },
         }
         Ok(())
     }
 
-    /// The future is done: asyncio's `_sock_read_done` (remove the reader if it is still ours).
+    /// The future is done: asyncio's `_sock_read_done`/`_sock_write_done` (remove the reader or
+    /// writer if it is still ours).
     fn done(&self, py: Python<'_>) -> PyResult<()> {
         let handle = lock(&self.handle).take();
         if let Some(h) = handle {
             if !h.get().is_cancelled() {
                 self.loop_
                     .get()
-                    .unwatch_sock(py, self.fd, false, self.sock.bind(py))?;
+                    .unwatch_sock(py, self.fd, self.writes(), self.sock.bind(py))?;
             }
         }
         Ok(())
     }
 }
 
+fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// `sock.getsockopt(SOL_SOCKET, SO_ERROR)`.
+fn socket_error(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `err`, a live c_int.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut err as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(err)
+    }
+}
+
 #[pymethods]
-impl SockRecv {
+impl SockWait {
     #[pyo3(signature = (*args))]
     fn __call__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
         if args.is_empty() {
-            self.readable(py)
+            self.ready(py)
         } else {
             self.done(py)
         }
@@ -159,6 +214,9 @@ impl SockRecv {
         visit.call(&self.sock)?;
         visit.call(&self.fut)?;
         visit.call(&self.loop_)?;
+        if let SockOp::Connect(address) = &self.op {
+            visit.call(address)?;
+        }
         if let Ok(h) = self.handle.try_lock() {
             visit.call(&*h)?;
         }

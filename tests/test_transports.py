@@ -212,3 +212,54 @@ def test_sock_sendall_and_sock_recv_forms(loop):
             await loop.sock_recv(b, 10)
 
     loop.run_until_complete(main())
+
+
+def _connect_with(address_of, family=socket.AF_INET):
+    """A call for assert_raises_like_asyncio: sock_connect a fresh socket to address_of()."""
+
+    def call(lp):
+        async def main():
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setblocking(False)
+                await lp.sock_connect(sock, address_of())
+
+        lp.run_until_complete(main())
+
+    return call
+
+
+def _closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()
+
+
+def test_sock_connect_errors(assert_raises_like_asyncio, tmp_path):
+    # Refused once under way: "Connect call failed (...)", as asyncio words it.
+    refused = assert_raises_like_asyncio(_connect_with(_closed_port), same_text=False)
+    assert isinstance(refused, ConnectionRefusedError)
+    assert "Connect call failed" in str(refused)
+    # Refused at once (a Unix path nobody listens on): the connect call's own error.
+    missing = str(tmp_path / "nobody")
+    assert_raises_like_asyncio(_connect_with(lambda: missing, socket.AF_UNIX), same_text=True)
+    # A malformed address.
+    assert_raises_like_asyncio(_connect_with(lambda: ("127.0.0.1", "x")), same_text=True)
+
+
+def test_sock_connect_then_sock_recv(loop):
+    async def main():
+        server = await loop.create_server(_Greeter, "127.0.0.1", 0)
+        with socket.socket() as sock:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, server.sockets[0].getsockname())
+            data = await asyncio.wait_for(loop.sock_recv(sock, 100), 5)
+        server.close()
+        await server.wait_closed()
+        return data
+
+    assert loop.run_until_complete(main()) == b"hello"
+
+
+class _Greeter(asyncio.Protocol):
+    def connection_made(self, transport):
+        transport.write(b"hello")

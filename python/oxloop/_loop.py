@@ -35,6 +35,9 @@ from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 from ._oxloop import Acceptor, Handle, LoopCore, StreamCore, TimerHandle
 from ._transports import _DatagramTransport, _ReadPipeTransport, _SocketTransport
 
+# connect_ex's answers that mean "under way": asyncio's BlockingIOError and InterruptedError.
+_CONNECT_UNDER_WAY = frozenset((errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR))
+
 if sys.version_info >= (3, 11):
     from ._sslproto import SSLProtocol as _SSLProtocol
 else:  # 3.10's sslproto is the older design: used as it is
@@ -331,6 +334,32 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         fut = self.create_future()
         self._sock_recv_wait(sock, sock.fileno(), fut, n)  # refuses a descriptor a transport owns
         return await fut
+
+    async def sock_connect(self, sock, address):
+        """Connect the non-blocking socket sock to address (asyncio's code; the connection is
+        started with connect_ex, so no exception is made when it is under way, and its outcome
+        is read natively)."""
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        if sock.family == socket.AF_INET or (
+            base_events._HAS_IPv6 and sock.family == socket.AF_INET6
+        ):
+            resolved = await self._ensure_resolved(
+                address, family=sock.family, type=sock.type, proto=sock.proto, loop=self
+            )
+            _, _, _, _, address = resolved[0]
+        err = sock.connect_ex(address)
+        if err == 0:
+            return
+        if err not in _CONNECT_UNDER_WAY:
+            raise OSError(err, os.strerror(err))
+        fut = self.create_future()
+        self._sock_connect_wait(sock, sock.fileno(), fut, address)
+        try:
+            return await fut
+        finally:
+            fut = None  # breaks the cycle through the exception's traceback, as asyncio does
 
     async def sock_sendall(self, sock, data):
         """Send all of data to the connected non-blocking socket sock (asyncio's code, with the
