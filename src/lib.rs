@@ -1,6 +1,7 @@
 //! The `oxloop._oxloop` extension module: registers the native classes, nothing else.
 //! (`fastcall` adds the two hand-parsed methods to `LoopCore`.)
 
+mod bytes_buf;
 mod event_loop;
 mod fastcall;
 mod handles;

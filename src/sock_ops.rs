@@ -13,13 +13,13 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::Mutex;
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 
 use crate::lock::lock;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
+use crate::bytes_buf::BytesBuf;
 use crate::event_loop::{os_error_from, LoopCore};
 use crate::handles::Handle;
 
@@ -27,11 +27,6 @@ use crate::handles::Handle;
 /// into an exact-size `bytes`; above it, into a `bytes` of the size asked for, shrunk to what
 /// came (as the socket module's `recv` does) — a large copy costs more than the resize.
 const COPY_LIMIT: usize = 4096;
-
-extern "C" {
-    // Part of CPython's C API in 3.10–3.13 (pyo3-ffi keeps its declaration private).
-    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> libc::c_int;
-}
 
 /// `sock.recv(n)` on a non-blocking descriptor, without raising: the outer error is Python's
 /// (MemoryError), the inner one the system's.
@@ -52,27 +47,14 @@ pub(crate) fn recv_bytes<'py>(
             Ok(PyBytes::new(py, &buf[..got as usize]))
         });
     }
-    let size = ffi::Py_ssize_t::try_from(n)
-        .map_err(|_| pyo3::exceptions::PyOverflowError::new_err("buffer size too large"))?;
-    // SAFETY: a new, uninitialised bytes object of `n` bytes that we own; recv fills its first
-    // `got` bytes, then it is shrunk to them (on failure _PyBytes_Resize frees it and sets
-    // NULL), so no uninitialised byte is ever visible.
-    unsafe {
-        let mut obj = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
-        if obj.is_null() {
-            return Err(PyErr::fetch(py));
-        }
-        let got = libc::recv(fd, ffi::PyBytes_AsString(obj).cast(), n, 0);
-        if got < 0 {
-            let err = io::Error::last_os_error();
-            ffi::Py_DECREF(obj);
-            return Ok(Err(err));
-        }
-        if (got as usize) < n && _PyBytes_Resize(&mut obj, got as ffi::Py_ssize_t) < 0 {
-            return Err(PyErr::fetch(py));
-        }
-        Ok(Ok(Bound::from_owned_ptr(py, obj).cast_into_unchecked()))
+    let mut buf = BytesBuf::new(py, n)?;
+    let spare = buf.spare(0);
+    // SAFETY: recv writes at most spare.len() bytes into `spare`.
+    let got = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
+    if got < 0 {
+        return Ok(Err(io::Error::last_os_error()));
     }
+    Ok(Ok(buf.finish(py, got as usize)?))
 }
 
 /// What a `SockWait` waits to do.

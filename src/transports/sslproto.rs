@@ -11,7 +11,7 @@
 //! - when the context makes plain `ssl.SSLObject`s, its C object is called directly, not through
 //!   `SSLObject`'s Python methods; a custom `sslobject_class` gets asyncio's own code.
 
-use std::cell::{RefCell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::sync::MutexGuard;
 
 use pyo3::exceptions::{PyAttributeError, PyException};
@@ -19,9 +19,10 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PySlice, PyString, PyTuple};
+use pyo3::types::{PyDict, PySlice, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
+use crate::bytes_buf::BytesBuf;
 use crate::transports::stream::StreamCore;
 
 /// asyncio's `sslproto` names this module compares with or calls.
@@ -58,13 +59,9 @@ fn names(py: Python<'_>) -> PyResult<&Names> {
     })
 }
 
-thread_local! {
-    /// Decrypted bytes of one `_do_read`, before they become one `bytes` (taken while in use, so
-    /// a nested read on this thread simply makes its own).
-    static PLAINTEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-const PLAINTEXT_START: usize = 64 * 1024;
+/// The least room a read burst starts with (the BIO may hold less than a record, or nothing
+/// when a paused reader resumes).
+const PLAINTEXT_MIN: usize = 4096;
 
 fn incoming_pending(incoming: &Bound<'_, PyAny>) -> PyResult<usize> {
     incoming
@@ -347,18 +344,20 @@ impl SSLProtocolBase {
         let Some(c_obj) = self.c_sslobj(py, &sslobj) else {
             return asyncio_method(names, me.obj, intern!(py, "_do_read__copied"), &[]);
         };
-        let mut buf = PLAINTEXT.with(|b| std::mem::take(&mut *b.borrow_mut()));
-        if buf.len() < PLAINTEXT_START {
-            buf.resize(PLAINTEXT_START, 0);
-        }
+        // Decrypted into the bytes object handed over: the incoming BIO's ciphertext bounds the
+        // plaintext of the records in it.
+        let mut buf = BytesBuf::new(py, incoming_pending(incoming)?.max(PLAINTEXT_MIN))?;
         let mut filled = 0;
         let mut close_notify = false;
         let result = loop {
-            if filled == buf.len() {
-                buf.resize(buf.len() * 2, 0);
+            if filled == buf.capacity() {
+                if let Err(e) = buf.resize(py, filled * 2) {
+                    break Err(e);
+                }
             }
-            let space = buf.len() - filled;
-            let view = match writable_view(py, &mut buf[filled..]) {
+            let spare = buf.spare(filled);
+            let space = spare.len();
+            let view = match writable_view(py, spare) {
                 Ok(v) => v,
                 Err(e) => break Err(e),
             };
@@ -394,13 +393,10 @@ impl SSLProtocolBase {
                 Err(e) => break Err(e),
             }
         };
-        let data = (result.is_ok() && filled > 0).then(|| PyBytes::new(py, &buf[..filled]));
-        PLAINTEXT.with(|b| {
-            let mut slot = b.borrow_mut();
-            if slot.capacity() < buf.capacity() {
-                *slot = buf;
-            }
-        });
+        let data = match (&result, filled) {
+            (Ok(()), 1..) => Some(buf.finish(py, filled)?),
+            _ => None,
+        };
         result?;
         if let Some(data) = data {
             me.get(A::AppProtocol)?
