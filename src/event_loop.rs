@@ -20,6 +20,7 @@ use std::time::Duration;
 use oxloop_core::poller::{Event, Interest, Waker};
 use oxloop_core::registry::Registry;
 use oxloop_core::timers::TimerHeap;
+use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -1198,6 +1199,48 @@ impl LoopCore {
         nbytes: usize,
     ) -> PyResult<()> {
         Self::sock_wait(slf, sock, fd, fut, SockOp::Recv(nbytes))
+    }
+
+    /// `sock_recv_into`'s wait: `sock.recv_into(buf)` into `fut` once `fd` is readable.
+    fn _sock_recv_into_wait(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        fut: Bound<'_, PyAny>,
+        buf: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        Self::sock_wait(slf, sock, fd, fut, SockOp::RecvInto(buf.unbind()))
+    }
+
+    /// `sock_accept`'s wait: `sock.accept()` (the connection made non-blocking) into `fut`
+    /// once `fd` is readable.
+    fn _sock_accept_wait(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        fut: Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        Self::sock_wait(slf, sock, fd, fut, SockOp::Accept)
+    }
+
+    /// `sock_sendall`'s wait: send `data` (a contiguous byte buffer) from byte `sent` on, each
+    /// time `fd` is writable, until all is sent.
+    fn _sock_sendall_wait(
+        slf: &Bound<'_, Self>,
+        sock: Bound<'_, PyAny>,
+        fd: RawFd,
+        fut: Bound<'_, PyAny>,
+        data: Bound<'_, PyAny>,
+        sent: usize,
+    ) -> PyResult<()> {
+        let data = PyBuffer::<u8>::get(&data)?;
+        if !data.is_c_contiguous() || sent > data.len_bytes() {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "sock_sendall's native wait takes a contiguous byte buffer",
+            ));
+        }
+        let sent = Mutex::new(sent);
+        Self::sock_wait(slf, sock, fd, fut, SockOp::SendAll { data, sent })
     }
 
     /// `sock_connect`'s wait: once `fd` (of `sock`, whose connection to `address` is under

@@ -13,6 +13,8 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::Mutex;
 
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
 
 use crate::lock::lock;
@@ -61,12 +63,23 @@ pub(crate) fn recv_bytes<'py>(
 pub(crate) enum SockOp {
     /// `sock_recv(sock, nbytes)`: read once readable.
     Recv(usize),
+    /// `sock_recv_into(sock, buf)`: `sock.recv_into(buf)` once readable.
+    RecvInto(Py<PyAny>),
+    /// `sock_accept(sock)`: `sock.accept()` once readable.
+    Accept,
+    /// `sock_sendall(sock, data)`: send the rest of `data` (a contiguous byte buffer) from
+    /// byte `sent` on, each time the socket is writable.
+    SendAll {
+        data: PyBuffer<u8>,
+        sent: Mutex<usize>,
+    },
     /// `sock_connect(sock, address)`: the connection started; learn its outcome once writable.
     Connect(Py<PyAny>),
 }
 
-/// One pending `sock_recv` or `sock_connect`: the descriptor's reader or writer (called with
-/// no argument) and the future's done-callback (called with the future).
+/// One pending `sock_recv`, `sock_recv_into`, `sock_accept`, `sock_sendall` or `sock_connect`:
+/// the descriptor's reader or writer (called with no argument) and the future's done-callback
+/// (called with the future).
 #[pyclass(module = "oxloop._oxloop", frozen)]
 pub struct SockWait {
     sock: Py<PyAny>,
@@ -97,7 +110,7 @@ impl SockWait {
 
     /// Whether it watches for writing (else reading).
     pub(crate) fn writes(&self) -> bool {
-        matches!(self.op, SockOp::Connect(_))
+        matches!(self.op, SockOp::Connect(_) | SockOp::SendAll { .. })
     }
 
     pub(crate) fn set_handle(&self, handle: Py<Handle>) {
@@ -120,6 +133,49 @@ impl SockWait {
                     fut.call_method1(intern!(py, "set_exception"), (os_error_from(&e).value(py),))?;
                 }
             },
+            SockOp::RecvInto(buf) => {
+                let got = self
+                    .sock
+                    .bind(py)
+                    .call_method1(intern!(py, "recv_into"), (buf,));
+                settle(py, fut, got)?;
+            }
+            SockOp::Accept => {
+                let sock = self.sock.bind(py);
+                let got = sock.call_method0(intern!(py, "accept")).and_then(|pair| {
+                    pair.get_item(0)?
+                        .call_method1(intern!(py, "setblocking"), (false,))?;
+                    Ok(pair)
+                });
+                settle(py, fut, got)?;
+            }
+            SockOp::SendAll { data, sent } => {
+                let start = *lock(sent);
+                let total = data.len_bytes();
+                // SAFETY: `data` is a contiguous buffer of `total` bytes kept alive (and
+                // exported) by the PyBuffer; send reads at most the rest of it.
+                let n = unsafe {
+                    libc::send(
+                        self.fd,
+                        data.buf_ptr().cast::<u8>().add(start).cast(),
+                        total - start,
+                        0,
+                    )
+                };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
+                    if !would_block(&e) {
+                        fut.call_method1(
+                            intern!(py, "set_exception"),
+                            (os_error_from(&e).value(py),),
+                        )?;
+                    }
+                } else if start + n as usize == total {
+                    fut.call_method1(intern!(py, "set_result"), (py.None(),))?;
+                } else {
+                    *lock(sent) = start + n as usize;
+                }
+            }
             SockOp::Connect(address) => match socket_error(self.fd) {
                 Ok(0) => {
                     fut.call_method1(intern!(py, "set_result"), (py.None(),))?;
@@ -150,6 +206,29 @@ impl SockWait {
             }
         }
         Ok(())
+    }
+}
+
+/// Resolve `fut` with what a Python-level socket call gave, as asyncio's callbacks do: a
+/// BlockingIOError or InterruptedError means "not yet" (the callback runs again).
+fn settle(py: Python<'_>, fut: &Bound<'_, PyAny>, got: PyResult<Bound<'_, PyAny>>) -> PyResult<()> {
+    match got {
+        Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,)).map(drop),
+        Err(e)
+            if e.is_instance_of::<PyBlockingIOError>(py)
+                || e.is_instance_of::<PyInterruptedError>(py) =>
+        {
+            Ok(())
+        }
+        Err(e)
+            if e.is_instance_of::<PySystemExit>(py)
+                || e.is_instance_of::<PyKeyboardInterrupt>(py) =>
+        {
+            Err(e)
+        }
+        Err(e) => fut
+            .call_method1(intern!(py, "set_exception"), (e.value(py),))
+            .map(drop),
     }
 }
 
@@ -196,8 +275,9 @@ impl SockWait {
         visit.call(&self.sock)?;
         visit.call(&self.fut)?;
         visit.call(&self.loop_)?;
-        if let SockOp::Connect(address) = &self.op {
-            visit.call(address)?;
+        match &self.op {
+            SockOp::Connect(obj) | SockOp::RecvInto(obj) => visit.call(obj)?,
+            SockOp::Recv(_) | SockOp::Accept | SockOp::SendAll { .. } => {}
         }
         if let Ok(h) = self.handle.try_lock() {
             visit.call(&*h)?;

@@ -263,3 +263,51 @@ def test_sock_connect_then_sock_recv(loop):
 class _Greeter(asyncio.Protocol):
     def connection_made(self, transport):
         transport.write(b"hello")
+
+
+def test_sock_accept_recv_into_and_sendall_wait(loop):
+    """Each operation first finds nothing to do and waits: accept, recv_into, a sendall larger
+    than the socket takes at once; then a cancelled accept leaves the listener usable."""
+
+    async def main():
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        client = socket.socket()
+        client.setblocking(False)
+        with listener, client:
+            accepting = loop.create_task(loop.sock_accept(listener))
+            await asyncio.sleep(0.01)
+            await loop.sock_connect(client, listener.getsockname())
+            conn, address = await asyncio.wait_for(accepting, 5)
+            with conn:
+                assert conn.gettimeout() == 0
+                assert address == client.getsockname()
+                buf = bytearray(10)
+                receiving = loop.create_task(loop.sock_recv_into(conn, memoryview(buf)[2:]))
+                await asyncio.sleep(0.01)
+                await loop.sock_sendall(client, b"abc")
+                assert await asyncio.wait_for(receiving, 5) == 3
+                assert bytes(buf[:5]) == b"\0\0abc"
+                big = bytearray(os.urandom(4 * 1024 * 1024))
+                sending = loop.create_task(loop.sock_sendall(conn, memoryview(big)))
+                received = bytearray()
+                while len(received) < len(big):
+                    received += await loop.sock_recv(client, 1 << 20)
+                await asyncio.wait_for(sending, 5)
+                assert received == big
+            cancelled = loop.create_task(loop.sock_accept(listener))
+            await asyncio.sleep(0.01)
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            other = socket.socket()
+            other.setblocking(False)
+            with other:
+                await loop.sock_connect(other, listener.getsockname())
+                conn, _ = await asyncio.wait_for(loop.sock_accept(listener), 5)
+                conn.close()
+        return True
+
+    assert loop.run_until_complete(main())

@@ -361,18 +361,53 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         finally:
             fut = None  # breaks the cycle through the exception's traceback, as asyncio does
 
+    async def sock_recv_into(self, sock, buf):
+        """Receive into buf from the non-blocking socket sock (asyncio's code; the wait is
+        native)."""
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            return sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            pass
+        fut = self.create_future()
+        self._sock_recv_into_wait(sock, sock.fileno(), fut, buf)
+        return await fut
+
+    async def sock_accept(self, sock):
+        """Accept a connection on the listening non-blocking socket sock (asyncio's code; the
+        wait is native)."""
+        base_events._check_ssl_socket(sock)
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+        try:
+            conn, address = sock.accept()
+            conn.setblocking(False)
+        except (BlockingIOError, InterruptedError):
+            fut = self.create_future()
+            self._sock_accept_wait(sock, sock.fileno(), fut)
+            return await fut
+        return conn, address
+
     async def sock_sendall(self, sock, data):
-        """Send all of data to the connected non-blocking socket sock (asyncio's code, with the
-        first send made natively so that a full socket raises no exception)."""
+        """Send all of data to the connected non-blocking socket sock (asyncio's code; the
+        first send, and for a contiguous byte buffer the wait for the rest, are native)."""
         base_events._check_ssl_socket(sock)
         if self._debug and sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")
         n = self._sock_send_now(sock.fileno(), data)
-        if n is None:  # not a contiguous byte buffer: the socket module's send decides
-            try:
-                n = sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                n = 0
+        if n is not None:
+            if n == len(data):
+                return
+            fut = self.create_future()
+            self._sock_sendall_wait(sock, sock.fileno(), fut, data, n)
+            return await fut
+        # Not a contiguous byte buffer: the socket module's send, and asyncio's wait.
+        try:
+            n = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
         if n == len(data):
             return
         fut = self.create_future()
