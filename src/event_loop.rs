@@ -144,6 +144,9 @@ pub struct LoopCore {
     /// The buffer every stream transport of this loop reads into.
     read_buf: Mutex<Vec<u8>>,
     stopping: AtomicBool,
+    /// Set by `_park_at_next_lap`: the callable to call before the loop's thread parks for good.
+    park: Mutex<Option<Py<PyAny>>>,
+    park_requested: AtomicBool,
     /// When the last poll returned (`monotonic()` as f64 bits; 0: poll on the next lap).
     last_poll: AtomicU64,
     /// A wake-up is written and not yet consumed, so another one would change nothing.
@@ -213,6 +216,8 @@ impl LoopCore {
             flush_pending: AtomicBool::new(false),
             read_buf: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
+            park: Mutex::new(None),
+            park_requested: AtomicBool::new(false),
             last_poll: AtomicU64::new(0),
             wake_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -772,6 +777,23 @@ impl LoopCore {
         self.set_fd_handle(py, fd, write, None, Some(sock))
     }
 
+    /// The interpreter is about to finalize and this loop runs in a daemon thread: give the GIL
+    /// up for good. Once finalization has begun, CPython 3.10–3.13 ends a thread that takes the
+    /// GIL back (inside any C function that released it, an SSL read say) with pthread_exit,
+    /// whose forced unwinding through Rust frames aborts the process; a thread that never takes
+    /// it back ends with the process instead (what Python 3.14 does with such threads).
+    fn park_forever(slf: &Bound<'_, Self>) -> ! {
+        let py = slf.py();
+        if let Some(acknowledge) = lock(&slf.get().park).take() {
+            if let Err(e) = acknowledge.call0(py) {
+                e.write_unraisable(py, None);
+            }
+        }
+        py.detach(|| loop {
+            std::thread::park();
+        })
+    }
+
     /// Queue a transport for the end-of-lap flush (it makes sure it is queued once).
     pub(crate) fn schedule_flush(&self, core: Py<StreamCore>) {
         lock(&self.flush_queue).push(core);
@@ -1079,11 +1101,22 @@ impl LoopCore {
         let this = slf.get();
         this.last_poll.store(0, Ordering::Relaxed);
         loop {
+            if this.park_requested.load(Ordering::Relaxed) {
+                Self::park_forever(slf);
+            }
             Self::run_once_impl(slf)?;
             if this.stopping.load(Ordering::Relaxed) {
                 return Ok(());
             }
         }
+    }
+
+    /// Make the loop's thread park for good at the start of its next lap, after calling
+    /// `acknowledge()` (see `Loop`'s exit hook in `_loop.py`), and wake it for that.
+    fn _park_at_next_lap(&self, acknowledge: Py<PyAny>) {
+        *lock(&self.park) = Some(acknowledge);
+        self.park_requested.store(true, Ordering::Relaxed);
+        self.wake();
     }
 
     /// asyncio's `_transports`: descriptor → transport (see `transports/table.rs`).

@@ -275,3 +275,31 @@ def test_signal_handlers_need_the_main_thread(loop_factory):
         return True
 
     assert run_in_thread(work) is True
+
+
+EXIT_WITH_A_BUSY_DAEMON_LOOP = """
+import asyncio, threading, time
+
+started = threading.Event()
+
+def run():
+    loop = asyncio.new_event_loop()
+    def spin():
+        started.set()
+        time.sleep(0.01)  # gives the GIL up and takes it back, as SSL reads and sends do
+        loop.call_soon(spin)
+    loop.call_soon(spin)
+    loop.run_forever()
+
+threading.Thread(target=run, daemon=True).start()
+started.wait()
+print("bye")
+"""
+
+
+def test_exit_while_a_daemon_thread_runs_a_loop(run_program):
+    # On 3.10-3.13 a daemon thread that takes the GIL back while the interpreter finalizes is
+    # ended with pthread_exit; unwinding through native frames must not abort the process.
+    for _ in range(3):
+        result = run_program(EXIT_WITH_A_BUSY_DAEMON_LOOP)
+        assert (result.returncode, result.stdout, result.stderr) == (0, "bye\n", "")

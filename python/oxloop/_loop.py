@@ -10,6 +10,7 @@ Python version gets exactly its own asyncio's behaviour.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import errno
 import functools
 import ipaddress
@@ -34,6 +35,23 @@ from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
 from ._oxloop import Acceptor, Handle, LoopCore, StreamCore, TimerHandle
 from ._transports import _DatagramTransport, _ReadPipeTransport, _SocketTransport
+
+# Loops running in daemon threads. At exit (atexit runs before the interpreter finalizes) each
+# is asked to give the GIL up for good at its next lap: on Python 3.10-3.13 a daemon thread that
+# takes the GIL back during finalization is ended with pthread_exit, which aborts the process
+# when it unwinds through native frames (the loop's own, or any Rust extension's).
+_daemon_loops = weakref.WeakSet()
+PARK_WAIT = 1.0  # seconds to wait for each loop's thread to park
+
+
+def _park_daemon_loops():
+    for loop in list(_daemon_loops):
+        parked = threading.Event()
+        loop._park_at_next_lap(parked.set)
+        parked.wait(PARK_WAIT)
+
+
+atexit.register(_park_daemon_loops)
 
 # connect_ex's answers that mean "under way": asyncio's BlockingIOError and InterruptedError.
 _CONNECT_UNDER_WAY = frozenset((errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR))
@@ -229,6 +247,8 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         self._set_coroutine_origin_tracking(self._debug)
         self._old_agen_hooks = sys.get_asyncgen_hooks()
         self._thread_id = threading.get_ident()
+        if threading.current_thread().daemon:
+            _daemon_loops.add(self)
         sys.set_asyncgen_hooks(
             firstiter=self._asyncgen_firstiter_hook,
             finalizer=self._asyncgen_finalizer_hook,
@@ -241,6 +261,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             )
 
     def _run_forever_cleanup(self):
+        _daemon_loops.discard(self)
         self._stopping = False
         self._thread_id = None
         events._set_running_loop(None)
