@@ -1,11 +1,13 @@
 //! `Acceptor`: a listening socket's reader — asyncio's `_accept_connection` and
-//! `_accept_connection2` for plain TCP and Unix servers, without a task per connection.
+//! `_accept_connection2` for TCP and Unix servers, without a task per connection.
 //!
-//! `Loop._start_serving` (Python) registers an `Acceptor` as the listening socket's reader when
-//! the server has no TLS and the loop is not in debug mode (those keep asyncio's code). When the
-//! socket is readable it accepts up to `backlog` connections with `accept4` (non-blocking and
-//! close-on-exec from the start), and for each one makes the `socket.socket`, calls the protocol
-//! factory and makes the transport (`StreamCore::create`), which schedules `connection_made`.
+//! `Loop._start_serving` (Python) registers an `Acceptor` as the listening socket's reader
+//! unless the loop is in debug mode (which keeps asyncio's code). When the socket is readable it
+//! accepts up to `backlog` connections with `accept4` (non-blocking and close-on-exec from the
+//! start), and for each one makes the `socket.socket`, calls the protocol factory and makes the
+//! transport (`StreamCore::create`), which schedules `connection_made` — or, for a TLS server,
+//! hands the socket and the protocol to `serve_tls` (`Loop._serve_tls`: asyncio's TLS transport,
+//! closed if its handshake fails, as the task asyncio would run per connection does).
 //! Errors are asyncio's: a factory or transport that fails ends the connection quietly (asyncio
 //! reports it only in debug mode, which runs its own code), and an accept error other than
 //! "nothing to accept" is handed to asyncio's own `_accept_connection` (the `fallback`), which
@@ -34,6 +36,8 @@ pub struct Acceptor {
     transport_cls: Py<PyType>,
     socket_cls: Py<PyAny>,
     fallback: Py<PyAny>,
+    /// For a TLS server: `serve_tls(conn, protocol, extra)`, which makes the TLS transport.
+    serve_tls: Option<Py<PyAny>>,
 }
 
 /// An AF_UNIX address as the socket module returns it: `str` (empty for an unnamed socket), or
@@ -99,6 +103,9 @@ impl Acceptor {
             None
         };
         let made = self.protocol_factory.call0(py).and_then(|protocol| {
+            if let Some(serve_tls) = &self.serve_tls {
+                return serve_tls.call1(py, (&conn, protocol, extra)).map(drop);
+            }
             StreamCore::create(
                 self.transport_cls.bind(py),
                 self.loop_.bind(py),
@@ -109,6 +116,7 @@ impl Acceptor {
                 self.server.as_ref().map(|s| s.bind(py).clone()),
                 peer,
             )
+            .map(drop)
         });
         if let Err(e) = made {
             if e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py) {
@@ -126,8 +134,10 @@ impl Acceptor {
 
 #[pymethods]
 impl Acceptor {
-    /// `Acceptor(loop, sock, protocol_factory, server, backlog, transport_cls, fallback)`.
+    /// `Acceptor(loop, sock, protocol_factory, server, backlog, transport_cls, fallback,
+    /// serve_tls=None)`.
     #[new]
+    #[pyo3(signature = (r#loop, sock, protocol_factory, server, backlog, transport_cls, fallback, serve_tls=None))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
         py: Python<'_>,
@@ -138,6 +148,7 @@ impl Acceptor {
         backlog: usize,
         transport_cls: Py<PyType>,
         fallback: Py<PyAny>,
+        serve_tls: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         Ok(Acceptor {
             loop_: r#loop,
@@ -150,6 +161,7 @@ impl Acceptor {
             transport_cls,
             socket_cls: py.import("socket")?.getattr("socket")?.unbind(),
             fallback,
+            serve_tls,
         })
     }
 
@@ -187,6 +199,7 @@ impl Acceptor {
         visit.call(&self.transport_cls)?;
         visit.call(&self.socket_cls)?;
         visit.call(&self.fallback)?;
+        visit.call(&self.serve_tls)?;
         Ok(())
     }
 }

@@ -53,6 +53,11 @@ def _park_daemon_loops():
 
 atexit.register(_park_daemon_loops)
 
+def _close_unless_handshaken(transport, waiter):
+    if waiter.cancelled() or waiter.exception() is not None:
+        transport.close()
+
+
 # connect_ex's answers that mean "under way": asyncio's BlockingIOError and InterruptedError.
 _CONNECT_UNDER_WAY = frozenset((errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR))
 
@@ -325,9 +330,9 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
                        *timeouts):
-        """Accept natively (an ``Acceptor`` as the listening socket's reader); TLS servers and
-        debug mode take asyncio's ``_accept_connection``."""
-        if sslcontext is not None or self._debug:
+        """Accept natively (an ``Acceptor`` as the listening socket's reader); debug mode takes
+        asyncio's ``_accept_connection``."""
+        if self._debug:
             return self._start_serving_py(
                 protocol_factory, sock, sslcontext, server, backlog, *timeouts
             )
@@ -335,10 +340,27 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             self._accept_connection, protocol_factory, sock, sslcontext, server, backlog,
             *timeouts,
         )
+        serve_tls = None
+        if sslcontext is not None:
+            names = ("ssl_handshake_timeout", "ssl_shutdown_timeout")
+            serve_tls = functools.partial(
+                self._serve_tls, sslcontext, server, dict(zip(names, timeouts))
+            )
         acceptor = Acceptor(
-            self, sock, protocol_factory, server, backlog, _SocketTransport, fallback
+            self, sock, protocol_factory, server, backlog, _SocketTransport, fallback, serve_tls
         )
         self._add_reader(sock.fileno(), acceptor)
+
+    def _serve_tls(self, sslcontext, server, timeouts, conn, protocol, extra):
+        """What asyncio's ``_accept_connection2`` does for a TLS connection, without its task:
+        the TLS transport, closed if the handshake fails (its waiter's exception is not
+        reported, as asyncio reports it only in debug mode)."""
+        waiter = self.create_future()
+        transport = self._make_ssl_transport(
+            conn, protocol, sslcontext, waiter=waiter, server_side=True, extra=extra,
+            server=server, **timeouts,
+        )
+        waiter.add_done_callback(functools.partial(_close_unless_handshaken, transport))
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         return StreamCore._create(_SocketTransport, self, sock, protocol, waiter, extra, server)
