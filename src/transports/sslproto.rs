@@ -160,6 +160,16 @@ impl<'a, 'py> Inst<'a, 'py> {
         self.get(a)?.extract()
     }
 
+    /// Whether a buffer of `size` bytes makes a flow-control switch (paused flag, low water,
+    /// high water) change: paused and down to the low mark, or running and up to the high one.
+    fn crosses_water_mark(&self, size: isize, (paused, low, high): (A, A, A)) -> PyResult<bool> {
+        Ok(if self.truthy(paused)? {
+            size <= self.isize(low)?
+        } else {
+            size >= self.isize(high)?
+        })
+    }
+
     fn set(&self, a: A, value: isize) -> PyResult<()> {
         let py = self.obj.py();
         let value = value.into_pyobject(py)?.into_any().unbind();
@@ -488,12 +498,12 @@ impl SSLProtocolBase {
             .getattr(intern!(py, "pending"))?
             .extract::<isize>()?
             + me.isize(A::WriteBufferSize)?;
-        let change = if me.truthy(A::AppWritingPaused)? {
-            size <= me.isize(A::OutgoingLowWater)?
-        } else {
-            size >= me.isize(A::OutgoingHighWater)?
-        };
-        if change {
+        let marks = (
+            A::AppWritingPaused,
+            A::OutgoingLowWater,
+            A::OutgoingHighWater,
+        );
+        if me.crosses_water_mark(size, marks)? {
             me.obj.call_method0(intern!(py, "_control_app_writing"))?;
         }
         Ok(())
@@ -503,12 +513,12 @@ impl SSLProtocolBase {
     fn control_ssl_reading(me: &Inst<'_, '_>, incoming: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = me.obj.py();
         let size = incoming_pending(incoming)? as isize;
-        let change = if me.truthy(A::SslReadingPaused)? {
-            size <= me.isize(A::IncomingLowWater)?
-        } else {
-            size >= me.isize(A::IncomingHighWater)?
-        };
-        if change {
+        let marks = (
+            A::SslReadingPaused,
+            A::IncomingLowWater,
+            A::IncomingHighWater,
+        );
+        if me.crosses_water_mark(size, marks)? {
             me.obj.call_method0(intern!(py, "_control_ssl_reading"))?;
         }
         Ok(())

@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use oxloop_core::buffers::{Chunk, WriteQueue};
 use pyo3::exceptions::{
@@ -502,20 +502,11 @@ impl StreamCore {
     /// `buffer_updated` would do (receive at most its `max_size`, 256 KiB, the size of the
     /// loop's read buffer; write it to the incoming BIO), without the two calls and the views.
     fn read_into_ssl(slf: &Bound<'_, Self>, ssl: &Bound<'_, SSLProtocolBase>) -> PyResult<()> {
-        let core = slf.get().loop_.get();
-        let mut buf = core.read_buffer();
-        // SAFETY: recv writes at most buf.len() bytes into the buffer we hold locked.
-        let n = unsafe { libc::recv(slf.get().fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            drop(buf);
-            return Self::read_error(slf, err);
-        }
-        if n == 0 {
-            drop(buf);
-            return Self::on_eof(slf);
-        }
-        if let Err(e) = SSLProtocolBase::feed(ssl, buf, n as usize) {
+        let (buf, n) = match Self::recv_shared(slf) {
+            Ok(got) => got,
+            Err(outcome) => return outcome,
+        };
+        if let Err(e) = SSLProtocolBase::feed(ssl, buf, n) {
             return Self::protocol_failed(
                 slf,
                 e,
@@ -523,6 +514,27 @@ impl StreamCore {
             );
         }
         Ok(())
+    }
+
+    /// One `recv` into the loop's read buffer: the buffer (held) and the byte count, or, when
+    /// nothing came (EOF, an error, not ready yet), the outcome of handling that.
+    fn recv_shared<'a>(
+        slf: &'a Bound<'_, Self>,
+    ) -> Result<(MutexGuard<'a, Vec<u8>>, usize), PyResult<()>> {
+        let this = slf.get();
+        let mut buf = this.loop_.get().read_buffer();
+        // SAFETY: recv writes at most buf.len() bytes into the buffer we hold locked.
+        let n = unsafe { libc::recv(this.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n > 0 {
+            return Ok((buf, n as usize));
+        }
+        let err = io::Error::last_os_error();
+        drop(buf);
+        Err(if n == 0 {
+            Self::on_eof(slf)
+        } else {
+            Self::read_error(slf, err)
+        })
     }
 
     fn read_error(slf: &Bound<'_, Self>, err: io::Error) -> PyResult<()> {
@@ -894,21 +906,9 @@ impl StreamCore {
             }
             return Self::read_into_protocol_buffer(slf, &protocol);
         }
-        let data = {
-            let core = this.loop_.get();
-            let mut buf = core.read_buffer();
-            // SAFETY: recv writes at most buf.len() bytes into the buffer we hold locked.
-            let n = unsafe { libc::recv(this.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                drop(buf);
-                return Self::read_error(slf, err);
-            }
-            if n == 0 {
-                drop(buf);
-                return Self::on_eof(slf);
-            }
-            PyBytes::new(py, &buf[..n as usize])
+        let data = match Self::recv_shared(slf) {
+            Ok((buf, n)) => PyBytes::new(py, &buf[..n]),
+            Err(outcome) => return outcome,
         };
         if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
             return Self::protocol_failed(
