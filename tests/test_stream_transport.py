@@ -298,3 +298,33 @@ def test_connection_lost_once_and_socket_closed(loop, how):
         await server.wait_closed()
 
     loop.run_until_complete(main())
+
+
+def test_large_then_small_reads_then_eof_arrive_whole_and_in_order(loop):
+    """Reads of every size (the transport reads large ones straight into the bytes it hands
+    over, small ones through the loop's buffer), then EOF: each data_received gets exact-size
+    bytes, in order, and eof_received comes after the last."""
+
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        client, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+        proto = await next_protocol()
+        sent = b""
+        for size in (300_000, 50_000, 10, 200_000, 3, 70_000):
+            chunk = os.urandom(size)
+            sent += chunk
+            client.write(chunk)
+            await asyncio.sleep(0.01)
+        client.write_eof()
+        await asyncio.wait_for(proto.lost, 5)
+        client.close()
+        server.close()
+        await server.wait_closed()
+        return sent, proto.events
+
+    sent, events = loop.run_until_complete(main())
+    data = [e for e in events if isinstance(e, bytes)]
+    assert all(type(d) is bytes and d for d in data)
+    assert b"".join(data) == sent
+    assert events[0] == "made"
+    assert events[-2:] == ["eof", "lost"]

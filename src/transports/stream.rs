@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use oxloop_core::buffers::{Chunk, WriteQueue};
@@ -33,6 +33,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
+use crate::bytes_buf::BytesBuf;
 use crate::event_loop::{os_error_from, sockaddr_to_py, LoopCore};
 use crate::lock::lock;
 use crate::transports::sslproto::SSLProtocolBase;
@@ -42,6 +43,15 @@ const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u64 = 5;
 
 /// `Server._attach`/`_detach` take the transport (Python 3.13+); set once at import.
 static SERVER_TRACKS_TRANSPORTS: AtomicBool = AtomicBool::new(false);
+
+/// Reads of up to this many bytes go through the loop's read buffer and are copied into an
+/// exact-size `bytes`. After a larger one, the next read goes straight into a new `bytes` of
+/// twice that size (within the bounds below), shrunk to what came: a copy of tens of KiB costs
+/// more than the allocation. The upper bound keeps the allocation under glibc's mmap threshold
+/// (128 KiB): mapping and unmapping a fresh buffer per read costs far more than a copy.
+const COPY_READ_MAX: usize = 4 * 1024;
+const DIRECT_READ_MIN: usize = 16 * 1024;
+const DIRECT_READ_MAX: usize = 120 * 1024;
 
 /// A queued write: a `bytes` object held by reference, or a copy of a mutable buffer.
 enum WriteChunk {
@@ -180,6 +190,8 @@ pub struct StreamCore {
     loop_: Py<LoopCore>,
     /// The socket, kept for `get_extra_info('socket')` after `_sock` is cleared.
     sock_obj: Py<PyAny>,
+    /// The size of the last read (see `COPY_READ_MAX`).
+    last_read: AtomicUsize,
     st: Mutex<StreamState>,
 }
 
@@ -234,6 +246,7 @@ impl StreamCore {
             family,
             loop_: loop_.clone().unbind(),
             sock_obj: sock.clone().unbind(),
+            last_read: AtomicUsize::new(0),
             st: Mutex::new(StreamState {
                 transport: None,
                 loop_visible: true,
@@ -514,6 +527,30 @@ impl StreamCore {
             );
         }
         Ok(())
+    }
+
+    /// One `recv` of at most `size` bytes straight into a new `bytes`, shrunk to what came; or,
+    /// when nothing came, the outcome of handling that (as `recv_shared`).
+    fn recv_direct<'py>(
+        slf: &Bound<'py, Self>,
+        size: usize,
+    ) -> PyResult<Result<Bound<'py, PyBytes>, PyResult<()>>> {
+        let this = slf.get();
+        let mut buf = BytesBuf::new(slf.py(), size)?;
+        let spare = buf.spare(0);
+        // SAFETY: recv writes at most spare.len() bytes into `spare`.
+        let n = unsafe { libc::recv(this.fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
+        if n > 0 {
+            this.last_read.store(n as usize, Ordering::Relaxed);
+            return Ok(Ok(buf.finish(slf.py(), n as usize)?));
+        }
+        let err = io::Error::last_os_error();
+        drop(buf);
+        Ok(Err(if n == 0 {
+            Self::on_eof(slf)
+        } else {
+            Self::read_error(slf, err)
+        }))
     }
 
     /// One `recv` into the loop's read buffer: the buffer (held) and the byte count, or, when
@@ -906,9 +943,20 @@ impl StreamCore {
             }
             return Self::read_into_protocol_buffer(slf, &protocol);
         }
-        let data = match Self::recv_shared(slf) {
-            Ok((buf, n)) => PyBytes::new(py, &buf[..n]),
-            Err(outcome) => return outcome,
+        let last = this.last_read.load(Ordering::Relaxed);
+        let data = if last > COPY_READ_MAX {
+            match Self::recv_direct(slf, (2 * last).clamp(DIRECT_READ_MIN, DIRECT_READ_MAX))? {
+                Ok(data) => data,
+                Err(outcome) => return outcome,
+            }
+        } else {
+            match Self::recv_shared(slf) {
+                Ok((buf, n)) => {
+                    this.last_read.store(n, Ordering::Relaxed);
+                    PyBytes::new(py, &buf[..n])
+                }
+                Err(outcome) => return outcome,
+            }
         };
         if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
             return Self::protocol_failed(
