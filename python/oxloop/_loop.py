@@ -53,6 +53,7 @@ def _park_daemon_loops():
 
 atexit.register(_park_daemon_loops)
 
+
 def _close_unless_handshaken(transport, waiter):
     if waiter.cancelled() or waiter.exception() is not None:
         transport.close()
