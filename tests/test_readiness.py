@@ -417,3 +417,66 @@ def test_sock_recv_again_on_the_same_socket(loop, pair):
         return got
 
     assert loop.run_until_complete(main()) == [b"%d" % i for i in range(50)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_watch_sequences_fire_as_on_asyncio(loop_factory, seed):
+    """Random additions and removals of readers and writers, data sent and drained, sockets
+    closed and their numbers given to new ones, laps run: each lap fires the same callbacks on
+    both loops (the registry defers removals and takes them back; none of it may show)."""
+    import random
+
+    def play(make_loop):
+        rng = random.Random(seed)
+        loop = make_loop()
+        pairs = [socket.socketpair() for _ in range(4)]
+        for a, b in pairs:
+            a.setblocking(False)
+            b.setblocking(False)
+        fired = []
+        laps = []
+        try:
+            for _ in range(300):
+                i = rng.randrange(len(pairs))
+                a, b = pairs[i]
+                action = rng.randrange(9)
+                if action == 0:
+                    loop.add_reader(a.fileno(), fired.append, ("r", i))
+                elif action == 1:
+                    loop.remove_reader(a.fileno())
+                elif action == 2:
+                    loop.add_writer(a.fileno(), fired.append, ("w", i))
+                elif action == 3:
+                    loop.remove_writer(a.fileno())
+                elif action == 4:
+                    b.send(b"x")
+                elif action == 5:
+                    try:
+                        a.recv(4096)
+                    except BlockingIOError:
+                        pass
+                elif action == 6:
+                    # The socket closes (its watches removed first, as a transport does) and
+                    # its number goes to a new socket.
+                    loop.remove_reader(a.fileno())
+                    loop.remove_writer(a.fileno())
+                    b.close()
+                    pairs[i] = reuse_number(a)
+                else:
+                    loop.call_soon(loop.stop)
+                    loop.run_forever()
+                    laps.append(sorted(fired))
+                    fired.clear()
+            for a, b in pairs:
+                loop.remove_reader(a.fileno())
+                loop.remove_writer(a.fileno())
+        finally:
+            loop.close()
+            for a, b in pairs:
+                a.close()
+                b.close()
+        return laps
+
+    stock = play(asyncio.new_event_loop)
+    ours = play(loop_factory)
+    assert ours == stock
