@@ -323,25 +323,19 @@ impl LoopCore {
     /// Watch `fd` for reading or writing with `handle` (None: stop watching). Returns whether a
     /// handle was replaced or removed.
     ///
-    /// `owner`: the socket object of a `sock_*` wait. When a wait stops watching, its socket is
-    /// parked until the next poll; a wait that then watches the same, still open socket again
-    /// takes the registry's deferred removal back (see `oxloop_core::registry`).
+    /// `owner`: the socket object of a `sock_*` wait, whose `fileno()` is `fd` right now (the
+    /// `sock_*` coroutines pass `sock.fileno()`). When a wait stops watching, its socket is
+    /// parked until the next poll; a wait that then watches for the same socket object takes the
+    /// registry's deferred removal back (see `oxloop_core::registry`): the object is held
+    /// meanwhile, so no other can take its address, and a closed socket has no `fd` to pass.
     fn set_fd_handle(
         &self,
-        py: Python<'_>,
+        _gil: Python<'_>, // the handles and sockets let go of here are dropped with the GIL held
         fd: RawFd,
         write: bool,
         handle: Option<Py<Handle>>,
         owner: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        // Asked before locking: fileno() is a call into Python.
-        let owner_open = match (&handle, owner) {
-            (Some(_), Some(o)) => o
-                .call_method0(intern!(py, "fileno"))
-                .and_then(|n| n.extract::<RawFd>())
-                .is_ok_and(|n| n == fd),
-            _ => false,
-        };
         let mut io_guard = lock(&self.io);
         let Some(io) = io_guard.as_mut() else {
             return if handle.is_some() {
@@ -365,7 +359,7 @@ impl LoopCore {
         let mut unparked = None;
         let same_file = if adding {
             unparked = st.parked.remove(&fd);
-            owner_open && unparked.as_ref().zip(owner).is_some_and(|(p, o)| p.is(o))
+            unparked.as_ref().zip(owner).is_some_and(|(p, o)| p.is(o))
         } else {
             false
         };
