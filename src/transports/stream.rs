@@ -494,12 +494,10 @@ impl StreamCore {
         // SAFETY: `view` is a writable buffer of `len_bytes()` bytes kept alive by `view`; recv
         // writes at most that many bytes at its start. PyBuffer::get refuses non-contiguous ones.
         let n = unsafe { libc::recv(slf.get().fd, view.buf_ptr(), view.len_bytes(), 0) };
+        let err = io::Error::last_os_error();
         drop(view);
-        if n < 0 {
-            return Self::read_error(slf, io::Error::last_os_error());
-        }
-        if n == 0 {
-            return Self::on_eof(slf);
+        if n <= 0 {
+            return Self::nothing_received(slf, n, err);
         }
         if let Err(e) = protocol.call_method1(intern!(py, "buffer_updated"), (n as usize,)) {
             return Self::protocol_failed(
@@ -541,16 +539,11 @@ impl StreamCore {
         // SAFETY: recv writes at most spare.len() bytes into `spare`.
         let n = unsafe { libc::recv(this.fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
         if n > 0 {
-            this.last_read.store(n as usize, Ordering::Relaxed);
             return Ok(Ok(buf.finish(slf.py(), n as usize)?));
         }
         let err = io::Error::last_os_error();
         drop(buf);
-        Ok(Err(if n == 0 {
-            Self::on_eof(slf)
-        } else {
-            Self::read_error(slf, err)
-        }))
+        Ok(Err(Self::nothing_received(slf, n, err)))
     }
 
     /// One `recv` into the loop's read buffer: the buffer (held) and the byte count, or, when
@@ -567,11 +560,16 @@ impl StreamCore {
         }
         let err = io::Error::last_os_error();
         drop(buf);
-        Err(if n == 0 {
+        Err(Self::nothing_received(slf, n, err))
+    }
+
+    /// A `recv` that gave `n` <= 0: EOF, or `err` (errno right after the call).
+    fn nothing_received(slf: &Bound<'_, Self>, n: isize, err: io::Error) -> PyResult<()> {
+        if n == 0 {
             Self::on_eof(slf)
         } else {
             Self::read_error(slf, err)
-        })
+        }
     }
 
     fn read_error(slf: &Bound<'_, Self>, err: io::Error) -> PyResult<()> {
@@ -944,20 +942,17 @@ impl StreamCore {
             return Self::read_into_protocol_buffer(slf, &protocol);
         }
         let last = this.last_read.load(Ordering::Relaxed);
-        let data = if last > COPY_READ_MAX {
-            match Self::recv_direct(slf, (2 * last).clamp(DIRECT_READ_MIN, DIRECT_READ_MAX))? {
-                Ok(data) => data,
-                Err(outcome) => return outcome,
-            }
+        let received = if last > COPY_READ_MAX {
+            Self::recv_direct(slf, (2 * last).clamp(DIRECT_READ_MIN, DIRECT_READ_MAX))?
         } else {
-            match Self::recv_shared(slf) {
-                Ok((buf, n)) => {
-                    this.last_read.store(n, Ordering::Relaxed);
-                    PyBytes::new(py, &buf[..n])
-                }
-                Err(outcome) => return outcome,
-            }
+            Self::recv_shared(slf).map(|(buf, n)| PyBytes::new(py, &buf[..n]))
         };
+        let data = match received {
+            Ok(data) => data,
+            Err(outcome) => return outcome,
+        };
+        this.last_read
+            .store(data.as_bytes().len(), Ordering::Relaxed);
         if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
             return Self::protocol_failed(
                 slf,
