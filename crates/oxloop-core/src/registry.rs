@@ -165,7 +165,8 @@ impl Registry {
     }
 
     /// Whether `fd` is watched (a deferred removal counts as removed).
-    pub fn is_watched(&self, fd: RawFd) -> bool {
+    #[cfg(test)]
+    fn is_watched(&self, fd: RawFd) -> bool {
         self.slots
             .get(&fd)
             .is_some_and(|s| s.wanted != Interest::default())
