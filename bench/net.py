@@ -234,29 +234,41 @@ class Client:
             self.proc.wait()
 
 
-def loadgen(server: Server, mode: str, *options: str, limit: float) -> dict[str, Any]:
-    """Run the load generator; return its JSON with the server's CPU seconds in the
-    measured window (`server_cpu`) added."""
-    argv = [str(LOADGEN), mode, "--addr", f"127.0.0.1:{server.port}", *options]
-    client = Client(argv, limit)
+def drive(
+    client: Client, server: Server, on_line: Callable[[str], None], complete: Callable[[], bool]
+) -> dict[str, Any]:
+    """Hand the load generator's progress lines to `on_line` until it exits; return its JSON.
+    Raises BenchmarkError if it reported an error, failed, or `complete()` is false after it."""
     result: dict[str, Any] = {}
-    start = stop = None  # (server, load generator) schedstat
     try:
         for line in client.lines():
-            if line == "start\n":
-                start = server.sched(), proc_sched(client.proc.pid)
-            elif line == "stop\n":
-                stop = server.sched(), proc_sched(client.proc.pid)
-            elif line.startswith("{"):
+            if line.startswith("{"):
                 result = json.loads(line)
+            else:
+                on_line(line)
         status, _, err = client.finish()
     finally:
         client.close()
     if "error" in result:
         raise BenchmarkError(f"load generator: {result['error']}{server.errors()}")
-    if status != 0 or start is None or stop is None:
+    if status != 0 or not complete():
         raise BenchmarkError(f"load generator exited with {status}: {err.strip()}")
-    (server_start, client_start), (server_stop, client_stop) = start, stop
+    return result
+
+
+def loadgen(server: Server, mode: str, *options: str, limit: float) -> dict[str, Any]:
+    """Run the load generator; return its JSON with the server's CPU seconds in the
+    measured window (`server_cpu`) added."""
+    argv = [str(LOADGEN), mode, "--addr", f"127.0.0.1:{server.port}", *options]
+    client = Client(argv, limit)
+    marks = {}  # "start"/"stop" -> (server, load generator) schedstat
+
+    def on_line(line: str) -> None:
+        if line in ("start\n", "stop\n"):
+            marks[line.strip()] = server.sched(), proc_sched(client.proc.pid)
+
+    result = drive(client, server, on_line, lambda: len(marks) == 2)
+    (server_start, client_start), (server_stop, client_stop) = marks["start"], marks["stop"]
     result["server_cpu"] = server_stop[0] - server_start[0]
     result["server_wait"] = server_stop[1] - server_start[1]
     result["client_cpu"] = result["loadgen_cpu_seconds"]
@@ -371,24 +383,16 @@ def hold_idle(server: Server, count: int, hold: float) -> tuple[int, dict]:
     argv = [str(LOADGEN), "idle", "--addr", f"127.0.0.1:{server.port}"]
     argv += ["--count", str(count), "--hold", str(hold)]
     client = Client(argv, hold + 30, stdin=subprocess.PIPE)
-    rss = None
-    result: dict[str, Any] = {}
-    try:
-        for line in client.lines():
-            if line.startswith("ready"):
-                time.sleep(0.2)  # let the server finish with the last few
-                rss = server.rss_kib()
-                client.release()
-            elif line.startswith("{"):
-                result = json.loads(line)
-        status, _, err = client.finish()
-    finally:
-        client.close()
-    if "error" in result:
-        raise BenchmarkError(f"load generator: {result['error']}{server.errors()}")
-    if status != 0 or rss is None:
-        raise BenchmarkError(f"load generator exited with {status}: {err.strip()}")
-    return rss, result
+    rss = []
+
+    def on_line(line: str) -> None:
+        if line.startswith("ready"):
+            time.sleep(0.2)  # let the server finish with the last few
+            rss.append(server.rss_kib())
+            client.release()
+
+    result = drive(client, server, on_line, lambda: bool(rss))
+    return rss[0], result
 
 
 def run_idle(loop: str, args: argparse.Namespace) -> tuple[float, dict]:
