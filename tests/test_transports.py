@@ -39,12 +39,21 @@ def test_udp_ipv4_datagram_and_address(loop):
     assert addr == sockname and isinstance(addr, tuple) and len(addr) == 2
 
 
-@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
-def test_udp_ipv6_datagram_and_address(loop):
+def ipv6_loopback_error():
+    """Why ::1 can't be used here (no IPv6, or loopback IPv6 disabled), or None."""
+    if not socket.has_ipv6:
+        return "no IPv6"
     try:
-        data, addr, sockname = udp_exchange(loop, socket.AF_INET6, "::1")
-    except OSError as exc:  # loopback IPv6 disabled on this host
-        pytest.skip(str(exc))
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+    except OSError as exc:
+        return f"IPv6 loopback unusable: {exc}"
+    return None
+
+
+@pytest.mark.skipif(ipv6_loopback_error() is not None, reason=str(ipv6_loopback_error()))
+def test_udp_ipv6_datagram_and_address(loop):
+    data, addr, sockname = udp_exchange(loop, socket.AF_INET6, "::1")
     assert data == b"ping" * 300
     assert addr == sockname and len(addr) == 4
 
