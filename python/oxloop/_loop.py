@@ -33,6 +33,7 @@ from asyncio import (
 from asyncio.log import logger
 from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
+from ._connect import CONNECT_UNDER_WAY, create_connection, create_unix_connection
 from ._oxloop import Acceptor, Handle, LoopCore, StreamCore, TimerHandle
 from ._transports import _DatagramTransport, _ReadPipeTransport, _SocketTransport
 
@@ -58,9 +59,6 @@ def _close_unless_handshaken(transport, waiter):
     if waiter.cancelled() or waiter.exception() is not None:
         transport.close()
 
-
-# connect_ex's answers that mean "under way": asyncio's BlockingIOError and InterruptedError.
-_CONNECT_UNDER_WAY = frozenset((errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR))
 
 if sys.version_info >= (3, 11):
     from ._sslproto import SSLProtocol as _SSLProtocol
@@ -182,7 +180,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
     locals().update(
         _borrow(
             # base_events: connections, servers, datagrams, pipes, subprocesses, sendfile, TLS
-            "create_connection",
             "_connect_sock",
             "_create_connection_transport",
             "create_server",
@@ -232,12 +229,16 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "sock_accept",
             "_sock_accept",
             # unix_events: Unix sockets, pipes, subprocesses
-            "create_unix_connection",
             "create_unix_server",
             "_make_write_pipe_transport",
             "_child_watcher_callback",
         )
     )
+
+    # Connections to an address literal or a Unix path: one frame (see _connect); the rest is
+    # asyncio's own code.
+    create_connection = create_connection
+    create_unix_connection = create_unix_connection
 
     # The native create_task covers Python 3.11+ (3.10's has no context=); it falls back to
     # asyncio's own for task factories and debug mode.
@@ -396,7 +397,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         err = sock.connect_ex(address)
         if err == 0:
             return
-        if err not in _CONNECT_UNDER_WAY:
+        if err not in CONNECT_UNDER_WAY:
             raise OSError(err, os.strerror(err))
         fut = self.create_future()
         self._sock_connect_wait(sock, sock.fileno(), fut, address)
