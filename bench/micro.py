@@ -373,7 +373,13 @@ def stock_factory() -> asyncio.AbstractEventLoop:
     return asyncio.DefaultEventLoopPolicy().new_event_loop()
 
 
-LOOP_MODULES = {"stock": None, "uvloop": "uvloop", "rloop": "rloop", "oxloop": "oxloop"}
+LOOP_MODULES = {
+    "stock": None,
+    "uvloop": "uvloop",
+    "rloop": "rloop",
+    "veloxloop": "veloxloop",
+    "oxloop": "oxloop",
+}
 
 
 @dataclass

@@ -47,7 +47,7 @@ CLIENT_CPU = "1"  # ... and the load generator (or wrk) here
 # The stock loop once more, with glibc's malloc told to keep big blocks: see README.
 TUNABLES = "glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=16777216"
 STOCK_TUNED = "stock+tunables"
-ALL_LOOPS = ["stock", STOCK_TUNED, "uvloop", "rloop", "oxloop"]
+ALL_LOOPS = ["stock", STOCK_TUNED, "uvloop", "rloop", "veloxloop", "oxloop"]
 
 ECHO_MODES = ["protocol", "streams", "sockets"]
 ECHO_SIZES = [1024, 10 * 1024, 100 * 1024]

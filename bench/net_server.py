@@ -2,12 +2,12 @@
 
     python3 bench/net_server.py LOOP MODE [--lifetime SECONDS]
 
-LOOP is stock, uvloop, rloop or oxloop (the loop is made by the same factory as in
-micro.py); MODE is one of SERVERS below. The server listens on 127.0.0.1 on a free
-port, prints ``PORT <n>`` on stdout once it accepts connections, and serves until it
-is killed (net.py sends SIGTERM) or --lifetime runs out (SIGALRM: bounded even if the
-loop under test hangs). Anything the server writes to stderr (a traceback, a message
-from the loop's exception handler) fails the benchmark cell that ran it.
+LOOP is stock, uvloop, rloop, veloxloop or oxloop (the loop is made by the same
+factory as in micro.py); MODE is one of SERVERS below. The server listens on 127.0.0.1
+on a free port, prints ``PORT <n>`` on stdout once it accepts connections, and serves
+until it is killed (net.py sends SIGTERM) or --lifetime runs out (SIGALRM: bounded even
+if the loop under test hangs). Anything the server writes to stderr (a traceback, a
+message from the loop's exception handler) fails the benchmark cell that ran it.
 """
 
 from __future__ import annotations
@@ -152,7 +152,9 @@ def new_loop(name: str) -> asyncio.AbstractEventLoop:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("loop", choices=["stock", "uvloop", "rloop", "oxloop"])
+    parser.add_argument(
+        "loop", choices=["stock", "uvloop", "rloop", "veloxloop", "oxloop"]
+    )
     parser.add_argument("mode", choices=list(SERVERS))
     parser.add_argument(
         "--lifetime", type=int, default=600, help="seconds (default 600)"

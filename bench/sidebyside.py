@@ -2,26 +2,39 @@
 
 Each row is ``(label, bench)`` where ``bench(loop)`` returns a coroutine giving a number (higher
 is better). Every row runs on a fresh loop of each loop kind, repetitions interleaved with the
-order of the loops rotated; the medians are printed with ratios to the chosen base loops.
+order of the loops rotated; the medians are printed with ratios to the chosen base loops. A cell
+that raises, or is still running after WATCHDOG_SECONDS (then stopped from a watchdog thread), is
+reported, counts as NaN and is not run again; the run goes on with the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
+import math
 import statistics
+import threading
+import traceback
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 FACTORIES = {
     "stock": ("asyncio", "new_event_loop"),
     "uvloop": ("uvloop", "new_event_loop"),
     "rloop": ("rloop", "new_event_loop"),
+    "veloxloop": ("veloxloop", "new_event_loop"),
     "oxloop": ("oxloop", "new_event_loop"),
 }
 
-Row = tuple[str, Callable[[asyncio.AbstractEventLoop], Coroutine[Any, Any, float]]]
+# A cell still running after this long (a lost wake-up, a connection that never completes) is
+# stopped from a watchdog thread and fails.
+WATCHDOG_SECONDS = 60.0
+
+Bench = Callable[[asyncio.AbstractEventLoop], Coroutine[Any, Any, float]]
+Row = tuple[str, Bench]
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -32,15 +45,58 @@ def parse_args(description: str) -> argparse.Namespace:
 
 
 def load_factories(names: str) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """The loop factories that import; the others are reported as missing."""
+    """The loop factories that import and make a loop; the others are reported as missing."""
     factories = {}
     for name in names.split(","):
         module, attr = FACTORIES[name]
         try:
-            factories[name] = getattr(importlib.import_module(module), attr)
-        except ImportError as exc:
-            print(f"{name}: missing ({exc})")
+            factory = getattr(importlib.import_module(module), attr)
+            factory().close()  # fails here, not mid-run, if the loop cannot be made
+        except Exception as exc:  # noqa: BLE001 (any failure means "missing")
+            print(f"{name}: missing ({type(exc).__name__}: {exc})")
+            continue
+        factories[name] = factory
     return factories
+
+
+def run_cell(factory: Callable[[], asyncio.AbstractEventLoop], bench: Bench) -> float:
+    """One row on a fresh loop; raises TimeoutError if the watchdog had to stop it."""
+    loop = factory()
+    hung = threading.Event()
+
+    def stop_hung_loop() -> None:
+        hung.set()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(loop.stop)
+
+    # Waits without the GIL: no cost to the loop under test.
+    watchdog = threading.Timer(WATCHDOG_SECONDS, stop_hung_loop)
+    watchdog.start()
+    asyncio.set_event_loop(loop)
+    try:
+        value = loop.run_until_complete(bench(loop))
+    except Exception:
+        if not hung.is_set():
+            raise
+    finally:
+        watchdog.cancel()
+        watchdog.join()
+        asyncio.set_event_loop(None)
+        loop.close()
+    if hung.is_set():
+        raise TimeoutError(f"not done after {WATCHDOG_SECONDS:g} s: stopped")
+    return value
+
+
+def describe(exc: BaseException) -> str:
+    """The exception's type and text; for one without text (the NotImplementedError of a method
+    the loop does not have), the function that raised it."""
+    text = str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not text and frames:
+        where = "/".join(Path(frames[-1].filename).parts[-2:])
+        text = f"(raised by {frames[-1].name}, {where}:{frames[-1].lineno})"
+    return f"{type(exc).__name__}: {text}"
 
 
 def run(factories, rows: Sequence[Row], repeat: int) -> dict[tuple[str, str], float]:
@@ -51,18 +107,19 @@ def run(factories, rows: Sequence[Row], repeat: int) -> dict[tuple[str, str], fl
         names = names[rep % len(names):] + names[: rep % len(names)]  # rotate the order
         for label, bench in rows:
             for name in names:
-                loop = factories[name]()
-                asyncio.set_event_loop(loop)
+                values = results.setdefault((label, name), [])
+                if values and math.isnan(values[-1]):
+                    continue  # gave no number once: not run again
                 try:
-                    value = loop.run_until_complete(bench(loop))
+                    value = run_cell(factories[name], bench)
                 except Exception as exc:  # noqa: BLE001 (reported; the others go on)
-                    print(f"{label} on {name}: {type(exc).__name__}: {exc}")
-                    value = float("nan")
-                finally:
-                    asyncio.set_event_loop(None)
-                    loop.close()
-                results.setdefault((label, name), []).append(value)
-    return {key: statistics.median(values) for key, values in results.items()}
+                    print(f"{label} on {name}: {describe(exc)}", flush=True)
+                    value = math.nan
+                values.append(value)
+    return {
+        key: math.nan if math.isnan(values[-1]) else statistics.median(values)
+        for key, values in results.items()
+    }
 
 
 def report(factories, rows: Sequence[Row], medians, bases: Sequence[str] = ("uvloop",)) -> None:

@@ -1,6 +1,6 @@
 """TLS and sendfile benchmarks, several loops side by side (issue: TLS and sendfile).
 
-    python3 bench/tls.py [--loops stock,uvloop,rloop,oxloop] [--repeat 3]
+    python3 bench/tls.py [--loops stock,uvloop,rloop,veloxloop,oxloop] [--repeat 3]
 
 Rows (median of the repetitions, ratio to uvloop; sendfile also to stock, as uvloop has none):
 - TLS echo round trips/s at 1 KiB and 100 KiB: a Protocol echo server and a Protocol client on
@@ -32,6 +32,12 @@ def contexts(certs):
     server.load_cert_chain(certs.server_cert, certs.server_key)
     client = ssl.create_default_context(cafile=str(certs.ca))
     return server, client
+
+
+def check_tls(transport: asyncio.BaseTransport) -> None:
+    """Fail the cell if the connection is plain TCP: a loop that ignores ssl= would look fast."""
+    if transport.get_extra_info("ssl_object") is None:
+        raise RuntimeError("the connection is not TLS (no ssl_object): the loop ignored ssl=")
 
 
 class Echo(asyncio.Protocol):
@@ -69,6 +75,7 @@ async def tls_echo(loop, certs, size, count):
     transport, _ = await loop.create_connection(
         Client, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
     )
+    check_tls(transport)
     t0 = time.perf_counter()
     transport.write(message)
     await done
@@ -87,6 +94,7 @@ async def handshakes(loop, certs, count=300):
         transport, _ = await loop.create_connection(
             asyncio.Protocol, "127.0.0.1", port, ssl=client_ctx, server_hostname="localhost"
         )
+        check_tls(transport)
         transport.close()
     elapsed = time.perf_counter() - t0
     server.close()

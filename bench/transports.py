@@ -1,6 +1,6 @@
 """UDP, subprocess and pipe benchmarks, several loops side by side (issue: UDP, pipes, subprocesses).
 
-    python3 bench/transports.py [--loops stock,uvloop,rloop,oxloop] [--repeat 3]
+    python3 bench/transports.py [--loops stock,uvloop,rloop,veloxloop,oxloop] [--repeat 3]
 
 Rows, each in a fresh loop per loop and repetition (median printed, with the ratio to uvloop):
 - UDP round trips of 512 B between two endpoints of the same loop on 127.0.0.1;

@@ -2,9 +2,10 @@
 
 The short version of the repository's ``bench/micro.py`` and ``bench/net.py``, self-contained so
 that it runs from an installed wheel: a few core rows and an in-process TCP echo, on the stock
-asyncio loop, uvloop, rloop and oxloop (whichever are installed), in under a minute. Every row does
-the same fixed work on every loop, in a fresh loop, checks that the work was done, and reports the
-median ops/s of a few interleaved repetitions and the ratios to uvloop and to stock.
+asyncio loop, uvloop, rloop, veloxloop and oxloop (whichever are installed), in under a minute.
+Every row does the same fixed work on every loop, in a fresh loop, checks that the work was done,
+and reports the median ops/s of a few interleaved repetitions and the ratios to uvloop and to
+stock.
 """
 
 from __future__ import annotations
@@ -294,7 +295,7 @@ def _stock_factory() -> Loop:
     return asyncio.DefaultEventLoopPolicy().new_event_loop()
 
 
-LOOPS = ("stock", "uvloop", "rloop", "oxloop")
+LOOPS = ("stock", "uvloop", "rloop", "veloxloop", "oxloop")
 
 
 def load_loops(
@@ -503,7 +504,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="A short benchmark (under a minute) of oxloop against the stock asyncio "
-        "loop, uvloop and rloop, whichever are installed. The full benchmarks are "
+        "loop, uvloop, rloop and veloxloop, whichever are installed. The full benchmarks are "
         "bench/micro.py and bench/net.py in oxloop's repository.",
     )
     parser.add_argument(
