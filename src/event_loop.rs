@@ -566,12 +566,18 @@ impl LoopCore {
                 continue;
             }
             let hb = h.bind(py);
-            let r = if debug {
+            let mut r = if debug {
                 Self::run_timed(slf, hb)
             } else {
                 Handle::run(hb)
             };
             release(h);
+            if r.is_ok() {
+                // What the callback wrote goes out now, in one writev per transport: its peer
+                // can answer while the lap goes on (a burst at the end of the lap would hold
+                // every reply back until the last callback ran).
+                r = this.flush_transports(py);
+            }
             if let Err(e) = r {
                 result = Err(e);
                 break;
@@ -619,7 +625,7 @@ impl LoopCore {
         py.check_signals()?;
         let batch = this.collect_ready(py);
         let ran = Self::run_ready(slf, batch);
-        // Step 6: send what the transports queued during the lap.
+        // Step 6: send what is still queued (each callback's writes were sent after it ran).
         let flushed = this.flush_transports(py);
         ran.and(flushed)
     }
@@ -804,7 +810,10 @@ impl LoopCore {
     }
 
     fn flush_transports(&self, py: Python<'_>) -> PyResult<()> {
-        if !self.flush_pending.swap(false, Ordering::Relaxed) {
+        // A plain load first: this runs after every callback, and most queue nothing.
+        if !self.flush_pending.load(Ordering::Relaxed)
+            || !self.flush_pending.swap(false, Ordering::Relaxed)
+        {
             return Ok(());
         }
         loop {

@@ -328,3 +328,32 @@ def test_large_then_small_reads_then_eof_arrive_whole_and_in_order(loop):
     assert b"".join(data) == sent
     assert events[0] == "made"
     assert events[-2:] == ["eof", "lost"]
+
+
+def test_a_write_is_sent_before_the_next_callback_runs(loop):
+    """asyncio sends at once in write(); oxloop sends what a callback wrote when it returns, so
+    a callback that runs after it in the same lap already finds the data at the peer."""
+
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        peer = socket.create_connection(("127.0.0.1", port))
+        peer.setblocking(False)
+        proto = await next_protocol()
+        seen = loop.create_future()
+
+        def look():
+            try:
+                seen.set_result(peer.recv(100))
+            except BlockingIOError:
+                seen.set_result(b"")
+
+        loop.call_soon(proto.transport.write, b"header ")
+        loop.call_soon(proto.transport.write, b"body")
+        loop.call_soon(look)
+        got = await seen
+        proto.transport.close()
+        peer.close()
+        server.close()
+        return got
+
+    assert loop.run_until_complete(main()) == b"header body"
