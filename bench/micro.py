@@ -456,10 +456,13 @@ def sized(bench: Benchmark, scale: float) -> int:
     return max(2, int(bench.n * scale) // 2 * 2)  # even: the ping-pongs halve N
 
 
-def run_cell(kind: LoopKind, bench: Benchmark, n: int, batch: int = BATCH) -> float:
-    """Run one benchmark once in a fresh loop; return its seconds."""
-    gc.collect()
-    loop = kind.factory()
+def run_watched(
+    loop: asyncio.AbstractEventLoop,
+    run: Callable[[], Any],
+    error: type[Exception] = BenchmarkError,
+) -> Any:
+    """run(), with a watchdog thread that stops the loop if it is still running after
+    WATCHDOG_SECONDS; then raises error."""
     hung = threading.Event()
 
     def stop_hung_loop() -> None:
@@ -471,17 +474,28 @@ def run_cell(kind: LoopKind, bench: Benchmark, n: int, batch: int = BATCH) -> fl
     watchdog = threading.Timer(WATCHDOG_SECONDS, stop_hung_loop)
     watchdog.start()
     try:
-        seconds = bench.run(loop, n, batch) if bench.batched else bench.run(loop, n)
+        value = run()
     except Exception:
         if not hung.is_set():
             raise
     finally:
         watchdog.cancel()
         watchdog.join()
-        loop.close()
     if hung.is_set():
-        raise BenchmarkError(f"not done after {WATCHDOG_SECONDS:g} s: stopped")
-    return seconds
+        raise error(f"not done after {WATCHDOG_SECONDS:g} s: stopped")
+    return value
+
+
+def run_cell(kind: LoopKind, bench: Benchmark, n: int, batch: int = BATCH) -> float:
+    """Run one benchmark once in a fresh loop; return its seconds."""
+    gc.collect()
+    loop = kind.factory()
+    try:
+        if bench.batched:
+            return run_watched(loop, lambda: bench.run(loop, n, batch))
+        return run_watched(loop, lambda: bench.run(loop, n))
+    finally:
+        loop.close()
 
 
 def run_all(

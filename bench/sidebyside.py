@@ -3,7 +3,7 @@
 Each row is ``(label, bench)`` where ``bench(loop)`` returns a coroutine giving a number (higher
 is better). Every row runs on a fresh loop of each loop kind, repetitions interleaved with the
 order of the loops rotated; the medians are printed with ratios to the chosen base loops. A cell
-that raises, or is still running after WATCHDOG_SECONDS (then stopped from a watchdog thread), is
+that raises, or is still running after micro.WATCHDOG_SECONDS (then stopped from a watchdog thread), is
 reported, counts as NaN and is not run again; the run goes on with the others.
 """
 
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import math
 import statistics
-import threading
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
+
+import micro
 
 FACTORIES = {
     "stock": ("asyncio", "new_event_loop"),
@@ -28,10 +28,6 @@ FACTORIES = {
     "veloxloop": ("veloxloop", "new_event_loop"),
     "oxloop": ("oxloop", "new_event_loop"),
 }
-
-# A cell still running after this long (a lost wake-up, a connection that never completes) is
-# stopped from a watchdog thread and fails.
-WATCHDOG_SECONDS = 60.0
 
 Bench = Callable[[asyncio.AbstractEventLoop], Coroutine[Any, Any, float]]
 Row = tuple[str, Bench]
@@ -62,30 +58,12 @@ def load_factories(names: str) -> dict[str, Callable[[], asyncio.AbstractEventLo
 def run_cell(factory: Callable[[], asyncio.AbstractEventLoop], bench: Bench) -> float:
     """One row on a fresh loop; raises TimeoutError if the watchdog had to stop it."""
     loop = factory()
-    hung = threading.Event()
-
-    def stop_hung_loop() -> None:
-        hung.set()
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(loop.stop)
-
-    # Waits without the GIL: no cost to the loop under test.
-    watchdog = threading.Timer(WATCHDOG_SECONDS, stop_hung_loop)
-    watchdog.start()
     asyncio.set_event_loop(loop)
     try:
-        value = loop.run_until_complete(bench(loop))
-    except Exception:
-        if not hung.is_set():
-            raise
+        return micro.run_watched(loop, lambda: loop.run_until_complete(bench(loop)), TimeoutError)
     finally:
-        watchdog.cancel()
-        watchdog.join()
         asyncio.set_event_loop(None)
         loop.close()
-    if hung.is_set():
-        raise TimeoutError(f"not done after {WATCHDOG_SECONDS:g} s: stopped")
-    return value
 
 
 def describe(exc: BaseException) -> str:
