@@ -10,7 +10,7 @@
 //! Python (a callback may re-enter `call_soon`). Python objects removed under the lock are
 //! dropped after it is released, since dropping one may run arbitrary Python code.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,6 +20,7 @@ use std::time::Duration;
 use oxloop_core::poller::{Event, Interest, Waker};
 use oxloop_core::registry::Registry;
 use oxloop_core::timers::TimerHeap;
+use oxloop_core::FdMap;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::intern;
@@ -103,12 +104,12 @@ struct State {
     spare: VecDeque<Py<Handle>>,
     /// Each item is a `TimerHandle`, kept as its `Handle` base.
     timers: TimerHeap<Py<Handle>>,
-    fds: HashMap<RawFd, FdHandles>,
+    fds: FdMap<RawFd, FdHandles>,
     /// The socket objects of `sock_*` waits that ended since the last poll, by descriptor: one
     /// that waits again on the same socket takes the registry's deferred removal back without
     /// a system call. Held (not weakly) so no other object can take its address meanwhile.
-    parked: HashMap<RawFd, Py<PyAny>>,
-    signals: HashMap<i32, Py<Handle>>,
+    parked: FdMap<RawFd, Py<PyAny>>,
+    signals: FdMap<i32, Py<Handle>>,
 }
 
 /// What only the loop's own thread touches while it polls.
@@ -133,8 +134,9 @@ pub struct LoopCore {
     waker_fd: RawFd,
     signal_rfd: RawFd,
     signal_wfd: RawFd,
-    /// Transports with queued writes, sent at the end of the lap.
-    flush_queue: Mutex<Vec<Py<StreamCore>>>,
+    /// Transports with queued writes, sent after the callback that wrote (a deque that keeps
+    /// its capacity: nothing is allocated per write).
+    flush_queue: Mutex<VecDeque<Py<StreamCore>>>,
     /// `_transports`: descriptor → transport, held weakly (made on first use).
     transports: pyo3::sync::PyOnceLock<Py<TransportTable>>,
     /// `set_task_factory`'s factory (asyncio's `_task_factory`).
@@ -195,9 +197,9 @@ impl LoopCore {
                 ready: VecDeque::with_capacity(64),
                 spare: VecDeque::with_capacity(64),
                 timers: TimerHeap::new(),
-                fds: HashMap::new(),
-                parked: HashMap::new(),
-                signals: HashMap::new(),
+                fds: FdMap::default(),
+                parked: FdMap::default(),
+                signals: FdMap::default(),
             }),
             waker_fd: waker.fd(),
             signal_rfd: signal_rsock.as_raw_fd(),
@@ -210,7 +212,7 @@ impl LoopCore {
                 _signal_wsock: signal_wsock,
             })),
             waker: Mutex::new(Some(waker)),
-            flush_queue: Mutex::new(Vec::new()),
+            flush_queue: Mutex::new(VecDeque::new()),
             transports: pyo3::sync::PyOnceLock::new(),
             task_factory: Mutex::new(None),
             flush_pending: AtomicBool::new(false),
@@ -796,7 +798,7 @@ impl LoopCore {
 
     /// Queue a transport for the end-of-lap flush (it makes sure it is queued once).
     pub(crate) fn schedule_flush(&self, core: Py<StreamCore>) {
-        lock(&self.flush_queue).push(core);
+        lock(&self.flush_queue).push_back(core);
         self.flush_pending.store(true, Ordering::Relaxed);
     }
 
@@ -817,18 +819,13 @@ impl LoopCore {
             return Ok(());
         }
         loop {
-            let queued = std::mem::take(&mut *lock(&self.flush_queue));
-            if queued.is_empty() {
+            let Some(core) = lock(&self.flush_queue).pop_front() else {
                 return Ok(());
-            }
-            let mut queued = queued.into_iter();
-            while let Some(core) = queued.next() {
-                if let Err(e) = StreamCore::flush(core.bind(py)) {
-                    // The others stay queued for the next lap.
-                    lock(&self.flush_queue).extend(queued);
-                    self.flush_pending.store(true, Ordering::Relaxed);
-                    return Err(e);
-                }
+            };
+            if let Err(e) = StreamCore::flush(core.bind(py)) {
+                // The others stay queued for the next lap.
+                self.flush_pending.store(true, Ordering::Relaxed);
+                return Err(e);
             }
         }
     }
@@ -904,7 +901,7 @@ pub(crate) fn sockaddr_to_py<'py>(
 }
 
 /// Let go of the handles of the descriptor and signal tables.
-fn release_maps(fds: HashMap<RawFd, FdHandles>, signals: HashMap<i32, Py<Handle>>) {
+fn release_maps(fds: FdMap<RawFd, FdHandles>, signals: FdMap<i32, Py<Handle>>) {
     for slot in fds.into_values() {
         slot.reader.into_iter().chain(slot.writer).for_each(release);
     }

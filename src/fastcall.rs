@@ -1,22 +1,29 @@
-//! `call_soon` and `call_soon_threadsafe` as METH_FASTCALL methods with hand-written argument
-//! parsing.
+//! The hottest entry points as hand-made method descriptors.
 //!
-//! They are the hottest entry points of the loop (every Task step and every Future callback goes
-//! through `call_soon(callback, context=ctx)`), and generic `#[pymethods]` argument extraction
-//! cost about as much as the rest of the call. The signature and errors are asyncio's:
-//! `call_soon(callback, *args, context=None)`. A panic is caught here and raised as
-//! `pyo3.PanicException`; it never unwinds into the interpreter.
+//! `call_soon` and `call_soon_threadsafe` are METH_FASTCALL methods with hand-written argument
+//! parsing: every Task step and every Future callback goes through `call_soon(callback,
+//! context=ctx)`, and generic `#[pymethods]` argument extraction cost about as much as the rest
+//! of the call. The signature and errors are asyncio's: `call_soon(callback, *args,
+//! context=None)`.
+//!
+//! `transport_write` is the socket transport's `write` (`_SocketTransport.write`): a METH_O
+//! method descriptor of `object`, so that the interpreter calls it as a method with no bound
+//! method object and no Python frame between a protocol's `transport.write(data)` and the native
+//! core. A panic is caught here and raised as `pyo3.PanicException`; it never unwinds into the
+//! interpreter.
 
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple, PyType};
 
 use crate::event_loop::LoopCore;
+use crate::transports::stream::StreamCore;
 
 /// Parse `(callback, *args, context=None)` and run `call_soon_impl`.
 ///
@@ -80,10 +87,16 @@ unsafe fn call_soon_common(
         };
         LoopCore::call_soon_impl(&slf, callback, rest, context, threadsafe).map(|h| h.into_any())
     });
+    guarded(body)
+}
+
+/// Run `body` as the body of a C method: its result as a new reference, or NULL with its error
+/// (or its panic, as `PanicException`) set.
+fn guarded<F: FnOnce() -> PyResult<Py<PyAny>>>(body: AssertUnwindSafe<F>) -> *mut ffi::PyObject {
     match catch_unwind(body) {
-        Ok(Ok(handle)) => handle.into_ptr(),
+        Ok(Ok(result)) => result.into_ptr(),
         Ok(Err(err)) => {
-            // SAFETY: attached, as above.
+            // SAFETY: C methods are called with an attached thread state.
             err.restore(unsafe { Python::assume_attached() });
             std::ptr::null_mut()
         }
@@ -93,6 +106,7 @@ unsafe fn call_soon_common(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic in oxloop".into());
+            // SAFETY: attached, as above.
             PanicException::new_err(msg).restore(unsafe { Python::assume_attached() });
             std::ptr::null_mut()
         }
@@ -157,4 +171,54 @@ pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
         ty.setattr(name.to_str().unwrap_or_default(), descr)?;
     }
     Ok(())
+}
+
+/// `_SocketTransport.write(data)`: the transport's core writes.
+///
+/// # Safety
+/// Called by CPython as a METH_O method: `slf` and `data` are valid borrowed references.
+unsafe extern "C" fn transport_write(
+    slf: *mut ffi::PyObject,
+    data: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        // SAFETY: CPython calls methods with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: both are valid borrowed references (see above).
+        let (slf, data) = unsafe {
+            (
+                Bound::from_borrowed_ptr(py, slf),
+                Bound::from_borrowed_ptr(py, data),
+            )
+        };
+        let core = slf
+            .getattr(intern!(py, "_core"))?
+            .cast_into::<StreamCore>()?;
+        StreamCore::write(&core, &data)?;
+        Ok(py.None())
+    }))
+}
+
+const TRANSPORT_WRITE_DOC: &CStr = c"write($self, data, /)\n--\n\n\
+Write some data bytes to the transport (queued; sent when the current callback returns).";
+
+/// The method descriptor `_SocketTransport.write` is (`oxloop._oxloop.transport_write`).
+pub(crate) fn transport_write_descriptor(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    // The definition must outlive the descriptor, which lives as long as the process.
+    let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"write".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunction: transport_write,
+        },
+        ml_flags: ffi::METH_O,
+        ml_doc: TRANSPORT_WRITE_DOC.as_ptr() as *const c_char,
+    }));
+    // SAFETY: `object` is a static type and `def` a valid, leaked method definition. A method
+    // of `object` applies to any instance, so the class it is set on needs no native base.
+    unsafe {
+        Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyDescr_NewMethod(std::ptr::addr_of_mut!(ffi::PyBaseObject_Type), def),
+        )
+    }
 }

@@ -17,7 +17,7 @@ import socket
 from asyncio import base_events, selector_events, transports, unix_events
 from asyncio.log import logger
 
-from ._oxloop import DatagramCore, StreamCore
+from ._oxloop import DatagramCore, StreamCore, transport_write
 
 _Selector = selector_events._SelectorSocketTransport
 
@@ -53,8 +53,7 @@ class _SocketTransport(transports._FlowControlMixin, transports.Transport):
         raise TypeError("socket transports are made by the event loop")
 
     # -- per packet --
-    def write(self, data):
-        self._core.write(data)
+    write = transport_write  # a native method: no Python frame per write
 
     def writelines(self, list_of_data):
         self._core.writelines(list_of_data)

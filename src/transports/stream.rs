@@ -18,7 +18,7 @@
 //! `get_extra_info` values are made on first use: the addresses are kept in their system form.
 //! The socket's descriptor belongs to the Python socket object: it is closed by `sock.close()`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -80,6 +80,9 @@ thread_local! {
     /// Scratch iovecs for `writev`, shared by the transports of the thread's loops (writes run
     /// on the loop's thread, one transport at a time).
     static IOV: RefCell<Vec<libc::iovec>> = const { RefCell::new(Vec::new()) };
+    /// Chunks a writev finished, reused so that a write allocates nothing: taken (empty) under
+    /// a transport's lock, emptied after it, where a chunk's finalizer may run.
+    static DONE: Cell<Vec<WriteChunk>> = const { Cell::new(Vec::new()) };
 }
 
 /// An AF_INET/AF_INET6 address in its system form, turned into Python's tuple when asked for.
@@ -606,21 +609,21 @@ impl StreamCore {
     /// Send what is queued, with one writev; then do what asyncio's `_write_ready` does.
     pub(crate) fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
-        let (result, done) = {
+        let (result, mut done) = {
             let mut st = lock(&this.st);
             st.flush_scheduled = false;
             if st.queue.is_empty() || st.conn_lost > 0 {
                 return Ok(());
             }
-            let written = IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut()));
-            match written {
-                Ok((_, done)) => (Ok(()), done),
-                Err(e) => (Err(e), Vec::new()),
-            }
+            let mut done = DONE.take();
+            let written =
+                IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut(), &mut done));
+            (written, done)
         };
-        drop(done);
+        done.clear();
+        DONE.set(done);
         match result {
-            Ok(()) => Self::after_write(slf),
+            Ok(_) => Self::after_write(slf),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Self::watch_writable(slf),
             Err(e) => Self::write_error(slf, e),
         }
@@ -1097,6 +1100,7 @@ impl StreamCore {
     fn _force_close(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        let mut dropped_sent = Vec::new();
         let (dropped, had_data, was_closing) = {
             let mut st = lock(&this.st);
             if st.conn_lost > 0 {
@@ -1106,8 +1110,11 @@ impl StreamCore {
                 // asyncio's write() sends at once what the socket takes; this transport waits
                 // for the end of the lap. Send that part now, as asyncio would have, then drop
                 // the rest as asyncio does. An error here changes nothing: the data is dropped.
-                let sent = IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut()));
-                drop(sent);
+                let mut sent = Vec::new();
+                let result =
+                    IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut(), &mut sent));
+                drop(result);
+                dropped_sent = sent;
             }
             let had_data = !st.queue.is_empty();
             let dropped = st.queue.clear();
@@ -1118,7 +1125,7 @@ impl StreamCore {
             st.conn_lost += 1;
             (dropped, had_data, was_closing)
         };
-        drop(dropped);
+        drop((dropped, dropped_sent));
         let core = this.loop_.get();
         if had_data {
             core.unwatch(py, this.fd, true)?;

@@ -7,10 +7,10 @@
 //! hold plain weak references, a dead one reads as missing, and the native stream transport
 //! removes its entry when its connection is lost.
 
-use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::sync::Mutex;
 
+use oxloop_core::FdMap;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
@@ -20,13 +20,13 @@ use crate::lock::lock;
 
 #[pyclass(module = "oxloop._oxloop", frozen, mapping)]
 pub struct TransportTable {
-    map: Mutex<HashMap<RawFd, Py<PyWeakrefReference>>>,
+    map: Mutex<FdMap<RawFd, Py<PyWeakrefReference>>>,
 }
 
 impl TransportTable {
     pub(crate) fn new() -> Self {
         TransportTable {
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(FdMap::default()),
         }
     }
 

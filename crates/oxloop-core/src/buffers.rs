@@ -75,9 +75,9 @@ impl<C: Chunk> WriteQueue<C> {
         None
     }
 
-    /// Forget `n` written bytes; returns the chunks that are now fully written.
-    pub fn consume(&mut self, mut n: usize) -> Vec<C> {
-        let mut done = Vec::new();
+    /// Forget `n` written bytes; the chunks that are now fully written are moved to `done` (a
+    /// caller's reused vector: no allocation per write).
+    pub fn consume(&mut self, mut n: usize, done: &mut Vec<C>) {
         self.len -= n.min(self.len);
         while n > 0 {
             let Some(front) = self.chunks.front() else {
@@ -95,7 +95,6 @@ impl<C: Chunk> WriteQueue<C> {
                 n = 0;
             }
         }
-        done
     }
 
     /// Remove everything; returns the chunks.
@@ -105,13 +104,15 @@ impl<C: Chunk> WriteQueue<C> {
         self.chunks.drain(..).collect()
     }
 
-    /// Write as much as the descriptor takes with one `writev`. Returns the bytes written and the
-    /// chunks now fully written; `WouldBlock` means nothing could be written now.
+    /// Write as much as the descriptor takes with one `writev`. Returns the bytes written and
+    /// moves the chunks now fully written to `done`; `WouldBlock` means nothing could be written
+    /// now.
     pub fn write_to(
         &mut self,
         fd: RawFd,
         iov: &mut Vec<libc::iovec>,
-    ) -> io::Result<(usize, Vec<C>)> {
+        done: &mut Vec<C>,
+    ) -> io::Result<usize> {
         iov.clear();
         for (i, c) in self.chunks.iter().take(IOV_MAX).enumerate() {
             let b = c.as_bytes();
@@ -122,7 +123,7 @@ impl<C: Chunk> WriteQueue<C> {
             });
         }
         if iov.is_empty() {
-            return Ok((0, Vec::new()));
+            return Ok(0);
         }
         loop {
             // SAFETY: every iovec points into a chunk owned by this queue, which is not changed
@@ -130,7 +131,8 @@ impl<C: Chunk> WriteQueue<C> {
             let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
             if n >= 0 {
                 let n = n as usize;
-                return Ok((n, self.consume(n)));
+                self.consume(n, done);
+                return Ok(n);
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
@@ -154,9 +156,11 @@ mod tests {
         assert!(q.push(b"hello".to_vec()).is_none());
         assert!(q.push(b"world".to_vec()).is_none());
         assert_eq!((q.len(), q.chunk_count()), (10, 2));
-        assert!(q.consume(3).is_empty());
+        let mut done = Vec::new();
+        q.consume(3, &mut done);
+        assert!(done.is_empty());
         assert_eq!(q.len(), 7);
-        let done = q.consume(4);
+        q.consume(4, &mut done);
         assert_eq!(done, vec![b"hello".to_vec()]);
         assert_eq!((q.len(), q.chunk_count()), (3, 1));
         assert_eq!(q.clear(), vec![b"world".to_vec()]);
@@ -170,9 +174,10 @@ mod tests {
         for part in [&b"GET / "[..], b"HTTP/1.1\r\n", b"\r\n"] {
             q.push(part.to_vec());
         }
-        q.consume(2);
-        let mut iov = Vec::new();
-        let (n, done) = q.write_to(a.as_raw_fd(), &mut iov).unwrap();
+        let (mut iov, mut done) = (Vec::new(), Vec::new());
+        q.consume(2, &mut done);
+        assert!(done.is_empty());
+        let n = q.write_to(a.as_raw_fd(), &mut iov, &mut done).unwrap();
         assert_eq!(n, 16);
         assert_eq!(done.len(), 3);
         assert!(q.is_empty());
@@ -187,12 +192,12 @@ mod tests {
         a.set_nonblocking(true).unwrap();
         let mut q: WriteQueue<Vec<u8>> = WriteQueue::new();
         q.push(vec![7u8; 8 << 20]);
-        let mut iov = Vec::new();
-        let (n, done) = q.write_to(a.as_raw_fd(), &mut iov).unwrap();
+        let (mut iov, mut done) = (Vec::new(), Vec::new());
+        let n = q.write_to(a.as_raw_fd(), &mut iov, &mut done).unwrap();
         assert!(n > 0 && n < 8 << 20);
         assert!(done.is_empty());
         assert_eq!(q.len(), (8 << 20) - n);
-        let err = q.write_to(a.as_raw_fd(), &mut iov).unwrap_err();
+        let err = q.write_to(a.as_raw_fd(), &mut iov, &mut done).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -8,3 +8,8 @@ pub mod buffers;
 pub mod poller;
 pub mod registry;
 pub mod timers;
+
+/// A map keyed by file descriptor (or signal number). It is looked up for every event the
+/// poller reports, several times a request: FxHash is a multiply and a rotate where std's
+/// SipHash costs about 70 instructions per lookup, and descriptors are not attacker-chosen.
+pub type FdMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;

@@ -24,12 +24,12 @@
 //! The registry holds no callbacks: the caller keeps those, by descriptor, and says here what
 //! each descriptor is wanted for.
 
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
 use crate::poller::{Event, Interest, Poller, Waker};
+use crate::FdMap;
 
 struct Slot {
     /// What the caller wants; empty while a removal is deferred.
@@ -42,7 +42,7 @@ struct Slot {
 /// The descriptors watched, and the epoll instance that watches them.
 pub struct Registry {
     poller: Poller,
-    slots: HashMap<RawFd, Slot>,
+    slots: FdMap<RawFd, Slot>,
     /// Descriptors whose removal is deferred to the next poll (some may be wanted again since).
     deferred: Vec<RawFd>,
     next_gen: u32,
@@ -58,7 +58,7 @@ impl Registry {
     pub fn new() -> io::Result<Self> {
         Ok(Registry {
             poller: Poller::new()?,
-            slots: HashMap::new(),
+            slots: FdMap::default(),
             deferred: Vec::new(),
             next_gen: 1,
             rebuilds: 0,
