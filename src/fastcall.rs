@@ -6,13 +6,13 @@
 //! of the call. The signature and errors are asyncio's: `call_soon(callback, *args,
 //! context=None)`.
 //!
-//! `transport_write` is the socket transport's `write` (`_SocketTransport.write`): a METH_O
-//! method descriptor of `object`, so that the interpreter calls it as a method with no bound
-//! method object and no Python frame between a protocol's `transport.write(data)` and the native
-//! core. A panic is caught here and raised as `pyo3.PanicException`; it never unwinds into the
+//! `transport_methods` are the socket transport's `write` and `is_closing`
+//! (`_SocketTransport`'s): method descriptors of `object`, so that the interpreter calls them as
+//! methods with no bound method object and no Python frame between a protocol's
+//! `transport.write(data)` (or streams' `drain()`) and the native core. A panic is caught here and raised as `pyo3.PanicException`; it never unwinds into the
 //! interpreter.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_int, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::PyTypeError;
@@ -20,7 +20,7 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
-use pyo3::types::{PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use crate::event_loop::LoopCore;
 use crate::transports::stream::StreamCore;
@@ -173,6 +173,13 @@ pub(crate) fn install(ty: &Bound<'_, PyType>) -> PyResult<()> {
     Ok(())
 }
 
+/// The native core of a `_SocketTransport` (its `_core` slot).
+fn core_of<'py>(transport: &Bound<'py, PyAny>) -> PyResult<Bound<'py, StreamCore>> {
+    Ok(transport
+        .getattr(intern!(transport.py(), "_core"))?
+        .cast_into::<StreamCore>()?)
+}
+
 /// `_SocketTransport.write(data)`: the transport's core writes.
 ///
 /// # Safety
@@ -191,34 +198,77 @@ unsafe extern "C" fn transport_write(
                 Bound::from_borrowed_ptr(py, data),
             )
         };
-        let core = slf
-            .getattr(intern!(py, "_core"))?
-            .cast_into::<StreamCore>()?;
-        StreamCore::write(&core, &data)?;
+        StreamCore::write(&core_of(&slf)?, &data)?;
         Ok(py.None())
+    }))
+}
+
+/// `_SocketTransport.is_closing()` (streams' `drain()` asks it on every call).
+///
+/// # Safety
+/// Called by CPython as a METH_NOARGS method: `slf` is a valid borrowed reference.
+unsafe extern "C" fn transport_is_closing(
+    slf: *mut ffi::PyObject,
+    _noargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        // SAFETY: CPython calls methods with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: a valid borrowed reference (see above).
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        let closing = core_of(&slf)?.get().is_closing();
+        Ok(pyo3::types::PyBool::new(py, closing)
+            .to_owned()
+            .into_any()
+            .unbind())
     }))
 }
 
 const TRANSPORT_WRITE_DOC: &CStr = c"write($self, data, /)\n--\n\n\
 Write some data bytes to the transport (queued; sent when the current callback returns).";
+const TRANSPORT_IS_CLOSING_DOC: &CStr = c"is_closing($self, /)\n--\n\n\
+Return True if the transport is closing or closed.";
 
-/// The method descriptor `_SocketTransport.write` is (`oxloop._oxloop.transport_write`).
-pub(crate) fn transport_write_descriptor(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    // The definition must outlive the descriptor, which lives as long as the process.
-    let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
-        ml_name: c"write".as_ptr(),
-        ml_meth: ffi::PyMethodDefPointer {
-            PyCFunction: transport_write,
-        },
-        ml_flags: ffi::METH_O,
-        ml_doc: TRANSPORT_WRITE_DOC.as_ptr() as *const c_char,
-    }));
-    // SAFETY: `object` is a static type and `def` a valid, leaked method definition. A method
-    // of `object` applies to any instance, so the class it is set on needs no native base.
-    unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyDescr_NewMethod(std::ptr::addr_of_mut!(ffi::PyBaseObject_Type), def),
-        )
+/// `_SocketTransport`'s native methods, by name (`oxloop._oxloop.transport_methods`): method
+/// descriptors of `object`, so that the class they are set on needs no native base, and the
+/// interpreter calls them with no bound method object.
+pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let methods: [(&'static CStr, ffi::PyMethodDefPointer, c_int, &'static CStr); 2] = [
+        (
+            c"write",
+            ffi::PyMethodDefPointer {
+                PyCFunction: transport_write,
+            },
+            ffi::METH_O,
+            TRANSPORT_WRITE_DOC,
+        ),
+        (
+            c"is_closing",
+            ffi::PyMethodDefPointer {
+                PyCFunction: transport_is_closing,
+            },
+            ffi::METH_NOARGS,
+            TRANSPORT_IS_CLOSING_DOC,
+        ),
+    ];
+    let dict = PyDict::new(py);
+    for (name, meth, flags, doc) in methods {
+        // The definition must outlive the descriptor, which lives as long as the process.
+        let def: &'static mut ffi::PyMethodDef = Box::leak(Box::new(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: meth,
+            ml_flags: flags,
+            ml_doc: doc.as_ptr() as *const c_char,
+        }));
+        // SAFETY: `object` is a static type and `def` a valid, leaked method definition; a
+        // method of `object` applies to any instance.
+        let descr = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyDescr_NewMethod(std::ptr::addr_of_mut!(ffi::PyBaseObject_Type), def),
+            )?
+        };
+        dict.set_item(name.to_str().unwrap_or_default(), descr)?;
     }
+    Ok(dict)
 }

@@ -17,7 +17,7 @@ import socket
 from asyncio import base_events, selector_events, transports, unix_events
 from asyncio.log import logger
 
-from ._oxloop import DatagramCore, StreamCore, transport_write
+from ._oxloop import DatagramCore, StreamCore, transport_methods
 
 _Selector = selector_events._SelectorSocketTransport
 
@@ -53,7 +53,9 @@ class _SocketTransport(transports._FlowControlMixin, transports.Transport):
         raise TypeError("socket transports are made by the event loop")
 
     # -- per packet --
-    write = transport_write  # a native method: no Python frame per write
+    # Native methods: no Python frame per call.
+    write = transport_methods["write"]
+    is_closing = transport_methods["is_closing"]
 
     def writelines(self, list_of_data):
         self._core.writelines(list_of_data)
@@ -64,9 +66,6 @@ class _SocketTransport(transports._FlowControlMixin, transports.Transport):
     # -- per connection --
     def get_extra_info(self, name, default=None):
         return self._core.get_extra_info(name, default)
-
-    def is_closing(self):
-        return self._core.is_closing()
 
     def close(self):
         self._core.close()

@@ -1032,7 +1032,7 @@ impl StreamCore {
         Ok(())
     }
 
-    fn is_closing(&self) -> bool {
+    pub(crate) fn is_closing(&self) -> bool {
         lock(&self.st).closing
     }
 
