@@ -8,151 +8,46 @@
 //!   `connection_made`, the reader and the waiter scheduled as asyncio schedules them;
 //! - reading: `recv` into the loop's shared 256 KiB buffer, one exact-size `bytes` per read, then
 //!   `protocol.data_received`; a `BufferedProtocol` is filled in place (`get_buffer`/`buffer_updated`);
-//! - writing: `write()` queues (`bytes` by reference, mutable buffers copied), and the loop sends
-//!   each transport's queue with one `writev` at the end of the lap, or at once when the queue
-//!   passes the high-water mark; what the socket does not take waits for a writable event;
+//! - writing (`write.rs`): `write()` queues, and the loop sends each transport's queue with one
+//!   `writev` when the callback that wrote returns;
 //! - EOF, `close`, `abort`, `write_eof`, pausing, and `connection_lost`.
 //!
 //! asyncio's code (and CPython's tests) read and write the transport's private attributes
 //! (`_sock`, `_loop`, `_closing`, `_protocol_paused`…): they are properties over the state here.
-//! `get_extra_info` values are made on first use: the addresses are kept in their system form.
+//! `get_extra_info` values are made on first use: the addresses are kept in their system form
+//! (`addr.rs`).
 //! The socket's descriptor belongs to the Python socket object: it is closed by `sock.close()`.
 
-use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use oxloop_core::buffers::{Chunk, WriteQueue};
 use pyo3::exceptions::{
-    PyConnectionError, PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyTypeError, PyValueError,
+    PyConnectionError, PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
-use crate::bytes_buf::BytesBuf;
-use crate::event_loop::{os_error_from, sockaddr_to_py, LoopCore};
+use crate::event_loop::{os_error_from, LoopCore};
 use crate::lock::lock;
-use crate::transports::sslproto::SSLProtocolBase;
+
+mod addr;
+mod read;
+mod write;
+
+use addr::Addr;
+pub(crate) use addr::RawAddr;
+use write::{to_chunk, WriteChunk, IOV};
 
 /// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u64 = 5;
 
 /// `Server._attach`/`_detach` take the transport (Python 3.13+); set once at import.
 static SERVER_TRACKS_TRANSPORTS: AtomicBool = AtomicBool::new(false);
-
-/// Reads of up to this many bytes go through the loop's read buffer and are copied into an
-/// exact-size `bytes`. After a larger one, the next read goes straight into a new `bytes` of
-/// twice that size (within the bounds below), shrunk to what came: a copy of tens of KiB costs
-/// more than the allocation. The upper bound keeps the allocation under glibc's mmap threshold
-/// (128 KiB): mapping and unmapping a fresh buffer per read costs far more than a copy.
-const COPY_READ_MAX: usize = 4 * 1024;
-const DIRECT_READ_MIN: usize = 16 * 1024;
-const DIRECT_READ_MAX: usize = 120 * 1024;
-
-/// A queued write: a `bytes` object held by reference, or a copy of a mutable buffer.
-enum WriteChunk {
-    Bytes(Py<PyBytes>),
-    Owned(Vec<u8>),
-}
-
-impl Chunk for WriteChunk {
-    fn as_bytes(&self) -> &[u8] {
-        match self {
-            // SAFETY: a bytes object is immutable and kept alive by the Py we hold, so its
-            // buffer is valid and unchanging for as long as `self` is borrowed.
-            WriteChunk::Bytes(b) => unsafe {
-                let p = b.as_ptr();
-                std::slice::from_raw_parts(
-                    ffi::PyBytes_AsString(p) as *const u8,
-                    ffi::PyBytes_Size(p) as usize,
-                )
-            },
-            WriteChunk::Owned(v) => v,
-        }
-    }
-}
-
-thread_local! {
-    /// Scratch iovecs for `writev`, shared by the transports of the thread's loops (writes run
-    /// on the loop's thread, one transport at a time).
-    static IOV: RefCell<Vec<libc::iovec>> = const { RefCell::new(Vec::new()) };
-    /// Chunks a writev finished, reused so that a write allocates nothing: taken (empty) under
-    /// a transport's lock, emptied after it, where a chunk's finalizer may run.
-    static DONE: Cell<Vec<WriteChunk>> = const { Cell::new(Vec::new()) };
-}
-
-/// An AF_INET/AF_INET6 address in its system form, turned into Python's tuple when asked for.
-#[derive(Clone, Copy)]
-pub(crate) enum RawAddr {
-    V4(libc::sockaddr_in),
-    V6(libc::sockaddr_in6),
-}
-
-impl RawAddr {
-    /// The address in `storage` (`len` bytes), if it is AF_INET or AF_INET6.
-    pub(crate) fn from_storage(storage: &libc::sockaddr_storage) -> Option<Self> {
-        // SAFETY: the family says which sockaddr type the storage holds; both are smaller.
-        unsafe {
-            match i32::from(storage.ss_family) {
-                libc::AF_INET => Some(RawAddr::V4(
-                    *(storage as *const _ as *const libc::sockaddr_in),
-                )),
-                libc::AF_INET6 => Some(RawAddr::V6(
-                    *(storage as *const _ as *const libc::sockaddr_in6),
-                )),
-                _ => None,
-            }
-        }
-    }
-
-    /// `getsockname` or `getpeername` of `fd`: Ok(None) for a family kept as Python objects,
-    /// Err for a failing call.
-    fn query(fd: RawFd, peer: bool) -> io::Result<(i32, Option<Self>)> {
-        // SAFETY: an all-zero sockaddr_storage is valid; the call writes at most `len` bytes.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let p = (&mut storage as *mut libc::sockaddr_storage).cast();
-        let rc = unsafe {
-            if peer {
-                libc::getpeername(fd, p, &mut len)
-            } else {
-                libc::getsockname(fd, p, &mut len)
-            }
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok((i32::from(storage.ss_family), Self::from_storage(&storage)))
-    }
-
-    fn to_py<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        // SAFETY: an all-zero sockaddr_storage is valid; the copied address fits in it.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let len = match self {
-            RawAddr::V4(a) => unsafe {
-                *(&mut storage as *mut _ as *mut libc::sockaddr_in) = a;
-                std::mem::size_of::<libc::sockaddr_in>()
-            },
-            RawAddr::V6(a) => unsafe {
-                *(&mut storage as *mut _ as *mut libc::sockaddr_in6) = a;
-                std::mem::size_of::<libc::sockaddr_in6>()
-            },
-        };
-        sockaddr_to_py(py, &storage, len as libc::socklen_t)
-    }
-}
-
-/// An address `get_extra_info` reports: not asked yet, unavailable (None), or in system form.
-#[derive(Clone, Copy)]
-enum Addr {
-    Unset,
-    Failed,
-    Raw(RawAddr),
-}
 
 struct StreamState {
     /// The Python transport (`_SocketTransport`) this core runs; None after `connection_lost`.
@@ -459,345 +354,6 @@ impl StreamCore {
         Self::fatal_error(slf, err, message)
     }
 
-    fn read_into_protocol_buffer(
-        slf: &Bound<'_, Self>,
-        protocol: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
-        let py = slf.py();
-        let buf = match protocol
-            .call_method1(intern!(py, "get_buffer"), (-1,))
-            .and_then(|b| {
-                if b.len()? == 0 {
-                    Err(PyRuntimeError::new_err(
-                        "get_buffer() returned an empty buffer",
-                    ))
-                } else {
-                    Ok(b)
-                }
-            }) {
-            Ok(b) => b,
-            Err(e) => {
-                return Self::protocol_failed(
-                    slf,
-                    e,
-                    "Fatal error: protocol.get_buffer() call failed.",
-                )
-            }
-        };
-        let view = match pyo3::buffer::PyBuffer::<u8>::get(&buf) {
-            Ok(v) if !v.readonly() => v,
-            Ok(_) => {
-                let e = PyTypeError::new_err(
-                    "recv_into() argument 'buffer' must be read-write bytes-like object",
-                );
-                return Self::fatal_error(slf, e, "Fatal read error on socket transport");
-            }
-            Err(e) => return Self::fatal_error(slf, e, "Fatal read error on socket transport"),
-        };
-        // SAFETY: `view` is a writable buffer of `len_bytes()` bytes kept alive by `view`; recv
-        // writes at most that many bytes at its start. PyBuffer::get refuses non-contiguous ones.
-        let n = unsafe { libc::recv(slf.get().fd, view.buf_ptr(), view.len_bytes(), 0) };
-        let err = io::Error::last_os_error();
-        drop(view);
-        if n <= 0 {
-            return Self::nothing_received(slf, n, err);
-        }
-        if let Err(e) = protocol.call_method1(intern!(py, "buffer_updated"), (n as usize,)) {
-            return Self::protocol_failed(
-                slf,
-                e,
-                "Fatal error: protocol.buffer_updated() call failed.",
-            );
-        }
-        Ok(())
-    }
-
-    /// `read_into_protocol_buffer` for oxloop's TLS protocol: what its `get_buffer` and
-    /// `buffer_updated` would do (receive at most its `max_size`, 256 KiB, the size of the
-    /// loop's read buffer; write it to the incoming BIO), without the two calls and the views.
-    fn read_into_ssl(slf: &Bound<'_, Self>, ssl: &Bound<'_, SSLProtocolBase>) -> PyResult<()> {
-        let (buf, n) = match Self::recv_shared(slf) {
-            Ok(got) => got,
-            Err(outcome) => return outcome,
-        };
-        if let Err(e) = SSLProtocolBase::feed(ssl, buf, n) {
-            return Self::protocol_failed(
-                slf,
-                e,
-                "Fatal error: protocol.buffer_updated() call failed.",
-            );
-        }
-        Ok(())
-    }
-
-    /// One `recv` of at most `size` bytes straight into a new `bytes`, shrunk to what came; or,
-    /// when nothing came, the outcome of handling that (as `recv_shared`).
-    fn recv_direct<'py>(
-        slf: &Bound<'py, Self>,
-        size: usize,
-    ) -> PyResult<Result<Bound<'py, PyBytes>, PyResult<()>>> {
-        let this = slf.get();
-        let mut buf = BytesBuf::new(slf.py(), size)?;
-        let spare = buf.spare(0);
-        // SAFETY: recv writes at most spare.len() bytes into `spare`.
-        let n = unsafe { libc::recv(this.fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
-        if n > 0 {
-            return Ok(Ok(buf.finish(slf.py(), n as usize)?));
-        }
-        let err = io::Error::last_os_error();
-        drop(buf);
-        Ok(Err(Self::nothing_received(slf, n, err)))
-    }
-
-    /// One `recv` into the loop's read buffer: the buffer (held) and the byte count, or, when
-    /// nothing came (EOF, an error, not ready yet), the outcome of handling that.
-    fn recv_shared<'a>(
-        slf: &'a Bound<'_, Self>,
-    ) -> Result<(MutexGuard<'a, Vec<u8>>, usize), PyResult<()>> {
-        let this = slf.get();
-        let mut buf = this.loop_.get().read_buffer();
-        // SAFETY: recv writes at most buf.len() bytes into the buffer we hold locked.
-        let n = unsafe { libc::recv(this.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n > 0 {
-            return Ok((buf, n as usize));
-        }
-        let err = io::Error::last_os_error();
-        drop(buf);
-        Err(Self::nothing_received(slf, n, err))
-    }
-
-    /// A `recv` that gave `n` <= 0: EOF, or `err` (errno right after the call).
-    fn nothing_received(slf: &Bound<'_, Self>, n: isize, err: io::Error) -> PyResult<()> {
-        if n == 0 {
-            Self::on_eof(slf)
-        } else {
-            Self::read_error(slf, err)
-        }
-    }
-
-    fn read_error(slf: &Bound<'_, Self>, err: io::Error) -> PyResult<()> {
-        match err.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(()),
-            _ => Self::fatal_error(
-                slf,
-                os_error_from(&err),
-                "Fatal read error on socket transport",
-            ),
-        }
-    }
-
-    /// asyncio's `_read_ready__on_eof`: `eof_received()`, then close unless it returned true.
-    fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        Self::debug_log(slf, "%r received EOF")?;
-        let Some(protocol) = this.protocol(py) else {
-            return Ok(());
-        };
-        match protocol.call_method0(py, intern!(py, "eof_received")) {
-            Err(e) => {
-                Self::protocol_failed(slf, e, "Fatal error: protocol.eof_received() call failed.")
-            }
-            Ok(keep_open) if keep_open.is_truthy(py)? => {
-                this.loop_.get().unwatch(py, this.fd, false)?;
-                Ok(())
-            }
-            Ok(_) => Self::close(slf),
-        }
-    }
-
-    /// Send what is queued, with one writev; then do what asyncio's `_write_ready` does.
-    pub(crate) fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let this = slf.get();
-        let (result, mut done) = {
-            let mut st = lock(&this.st);
-            st.flush_scheduled = false;
-            if st.queue.is_empty() || st.conn_lost > 0 {
-                return Ok(());
-            }
-            let mut done = DONE.take();
-            let written =
-                IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut(), &mut done));
-            (written, done)
-        };
-        done.clear();
-        DONE.set(done);
-        match result {
-            Ok(_) => Self::after_write(slf),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Self::watch_writable(slf),
-            Err(e) => Self::write_error(slf, e),
-        }
-    }
-
-    fn watch_writable(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        {
-            let mut st = lock(&this.st);
-            if st.writing || st.queue.is_empty() {
-                return Ok(());
-            }
-            st.writing = true;
-        }
-        let cb = slf.getattr(intern!(py, "_write_ready"))?;
-        this.loop_
-            .bind(py)
-            .call_method1(intern!(py, "_add_writer"), (this.fd, cb))?;
-        Ok(())
-    }
-
-    /// What asyncio's `_write_ready` does after a successful send: resume the protocol, then,
-    /// once the queue is empty, drop the writer, wake a sendfile waiter, and finish a pending
-    /// close or write_eof. Data still queued waits for a writable event.
-    fn after_write(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let resume = {
-            let st = lock(&this.st);
-            st.protocol_paused && st.queue.len() <= st.low_water
-        };
-        if resume {
-            if let Some(t) = this.transport(py) {
-                t.call_method0(intern!(py, "_maybe_resume_protocol"))?; // may queue more
-            }
-        }
-        let (empty, drop_writer, waiter, closing, eof) = {
-            let mut st = lock(&this.st);
-            let empty = st.queue.is_empty();
-            let drop_writer = empty && std::mem::replace(&mut st.writing, false);
-            let waiter = if empty {
-                st.empty_waiter.as_ref().map(|w| w.clone_ref(py))
-            } else {
-                None
-            };
-            (empty, drop_writer, waiter, st.closing, st.eof)
-        };
-        if !empty {
-            // Either the socket is full, or the protocol queued more: wait until it is writable.
-            return Self::watch_writable(slf);
-        }
-        if drop_writer {
-            this.loop_.get().unwatch(py, this.fd, true)?;
-        }
-        if let Some(w) = waiter {
-            w.bind(py)
-                .call_method1(intern!(py, "set_result"), (py.None(),))?;
-        }
-        if closing {
-            if let Some(t) = this.transport(py) {
-                t.call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
-            }
-        } else if eof {
-            this.shutdown_write()?;
-        }
-        Ok(())
-    }
-
-    fn shutdown_write(&self) -> PyResult<()> {
-        // SAFETY: shutdown on a descriptor number; errors are reported, not undefined.
-        if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } < 0 {
-            return Err(os_error_from(&io::Error::last_os_error()));
-        }
-        Ok(())
-    }
-
-    fn write_error(slf: &Bound<'_, Self>, err: io::Error) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let (dropped, writing, waiter) = {
-            let mut st = lock(&this.st);
-            let writing = std::mem::replace(&mut st.writing, false);
-            (
-                st.queue.clear(),
-                writing,
-                st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
-            )
-        };
-        drop(dropped);
-        if writing {
-            this.loop_.get().unwatch(py, this.fd, true)?;
-        }
-        let exc = os_error_from(&err);
-        let value = exc.value(py).clone();
-        Self::fatal_error(slf, exc, "Fatal write error on socket transport")?;
-        if let Some(w) = waiter {
-            w.bind(py)
-                .call_method1(intern!(py, "set_exception"), (value,))?;
-        }
-        Ok(())
-    }
-
-    /// Put this transport on the loop's end-of-lap flush list, once.
-    fn schedule(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let this = slf.get();
-        {
-            let mut st = lock(&this.st);
-            if st.flush_scheduled || st.writing || st.queue.is_empty() {
-                return Ok(());
-            }
-            st.flush_scheduled = true;
-        }
-        this.loop_.get().schedule_flush(slf.clone().unbind());
-        Ok(())
-    }
-
-    /// Queue one chunk: the part of `write()` after its checks.
-    fn queue(slf: &Bound<'_, Self>, chunk: WriteChunk) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let over_high = {
-            let mut st = lock(&this.st);
-            if let Some(empty) = st.queue.push(chunk) {
-                drop(st);
-                drop(empty);
-                return Ok(());
-            }
-            st.queue.len() > st.high_water
-        };
-        if over_high {
-            // Past the high-water mark: send now rather than at the end of the lap.
-            Self::flush(slf)?;
-            let pause = {
-                let st = lock(&this.st);
-                st.queue.len() > st.high_water && !st.protocol_paused
-            };
-            if pause {
-                if let Some(t) = this.transport(py) {
-                    t.call_method0(intern!(py, "_maybe_pause_protocol"))?;
-                }
-            }
-            Ok(())
-        } else {
-            Self::schedule(slf)
-        }
-    }
-
-    /// asyncio's checks at the top of `write()`/`writelines()`; Ok(false): drop the data quietly.
-    fn check_writable(&self, py: Python<'_>, what: &str) -> PyResult<bool> {
-        let mut st = lock(&self.st);
-        if st.eof {
-            return Err(PyRuntimeError::new_err(format!(
-                "Cannot call {what}() after write_eof()"
-            )));
-        }
-        if st.empty_waiter.is_some() {
-            return Err(PyRuntimeError::new_err(format!(
-                "unable to {what}; sendfile is in progress"
-            )));
-        }
-        if st.conn_lost > 0 {
-            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-            st.conn_lost += 1;
-            drop(st);
-            if warn {
-                asyncio_logger(py)?
-                    .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
-            }
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
     /// Schedule `self._call_connection_lost(exc)` (asyncio's `call_soon` of it).
     fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
@@ -842,21 +398,6 @@ fn set_nodelay(fd: RawFd) -> PyResult<()> {
         return Err(os_error_from(&io::Error::last_os_error()));
     }
     Ok(())
-}
-
-/// Turn a bytes-like object into a chunk: `bytes` by reference, anything else copied.
-fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<WriteChunk> {
-    if let Ok(b) = data.cast::<PyBytes>() {
-        return Ok(WriteChunk::Bytes(b.clone().unbind()));
-    }
-    if data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>() {
-        let view = pyo3::buffer::PyBuffer::<u8>::get(data)?;
-        return Ok(WriteChunk::Owned(view.to_vec(data.py())?));
-    }
-    Err(PyTypeError::new_err(format!(
-        "data argument must be a bytes-like object, not {:?}",
-        data.get_type().name()?.to_cow()?
-    )))
 }
 
 #[pymethods]
@@ -925,45 +466,7 @@ impl StreamCore {
 
     /// The descriptor is readable: read once and hand the data to the protocol.
     fn _read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
-        let py = slf.py();
-        let this = slf.get();
-        let (protocol, buffered) = {
-            let st = lock(&this.st);
-            if st.conn_lost > 0 {
-                return Ok(());
-            }
-            match &st.protocol {
-                Some(p) => (p.clone_ref(py), st.buffered_protocol),
-                None => return Ok(()),
-            }
-        };
-        let protocol = protocol.into_bound(py);
-        if buffered {
-            if let Ok(ssl) = protocol.cast::<SSLProtocolBase>() {
-                return Self::read_into_ssl(slf, ssl);
-            }
-            return Self::read_into_protocol_buffer(slf, &protocol);
-        }
-        let last = this.last_read.load(Ordering::Relaxed);
-        let received = if last > COPY_READ_MAX {
-            Self::recv_direct(slf, (2 * last).clamp(DIRECT_READ_MIN, DIRECT_READ_MAX))?
-        } else {
-            Self::recv_shared(slf).map(|(buf, n)| PyBytes::new(py, &buf[..n]))
-        };
-        let data = match received {
-            Ok(data) => data,
-            Err(outcome) => return outcome,
-        };
-        this.last_read
-            .store(data.as_bytes().len(), Ordering::Relaxed);
-        if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
-            return Self::protocol_failed(
-                slf,
-                e,
-                "Fatal error: protocol.data_received() call failed.",
-            );
-        }
-        Ok(())
+        Self::read_ready(slf)
     }
 
     /// Watch the socket for reading, unless paused or closing (asyncio's `_add_reader` of

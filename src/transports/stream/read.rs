@@ -1,0 +1,228 @@
+//! The read path of the stream transport: one `recv` per readable event, into the loop's shared
+//! buffer and then an exact-size `bytes` for `protocol.data_received` (after a large read,
+//! straight into a `bytes`); a `BufferedProtocol` is filled in place
+//! (`get_buffer`/`buffer_updated`), a TLS protocol's incoming BIO from the buffer; EOF and read
+//! errors as asyncio's `_read_ready` handles them.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::MutexGuard;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::StreamCore;
+use crate::bytes_buf::BytesBuf;
+use crate::event_loop::os_error_from;
+use crate::lock::lock;
+use crate::transports::sslproto::SSLProtocolBase;
+
+/// Reads of up to this many bytes go through the loop's read buffer and are copied into an
+/// exact-size `bytes`. After a larger one, the next read goes straight into a new `bytes` of
+/// twice that size (within the bounds below), shrunk to what came: a copy of tens of KiB costs
+/// more than the allocation. The upper bound keeps the allocation under glibc's mmap threshold
+/// (128 KiB): mapping and unmapping a fresh buffer per read costs far more than a copy.
+const COPY_READ_MAX: usize = 4 * 1024;
+const DIRECT_READ_MIN: usize = 16 * 1024;
+const DIRECT_READ_MAX: usize = 120 * 1024;
+
+impl StreamCore {
+    /// The descriptor is readable: read once and hand the data to the protocol.
+    pub(super) fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (protocol, buffered) = {
+            let st = lock(&this.st);
+            if st.conn_lost > 0 {
+                return Ok(());
+            }
+            match &st.protocol {
+                Some(p) => (p.clone_ref(py), st.buffered_protocol),
+                None => return Ok(()),
+            }
+        };
+        let protocol = protocol.into_bound(py);
+        if buffered {
+            if let Ok(ssl) = protocol.cast::<SSLProtocolBase>() {
+                return Self::read_into_ssl(slf, ssl);
+            }
+            return Self::read_into_protocol_buffer(slf, &protocol);
+        }
+        let last = this.last_read.load(Ordering::Relaxed);
+        let received = if last > COPY_READ_MAX {
+            Self::recv_direct(slf, (2 * last).clamp(DIRECT_READ_MIN, DIRECT_READ_MAX))?
+        } else {
+            Self::recv_shared(slf).map(|(buf, n)| PyBytes::new(py, &buf[..n]))
+        };
+        let data = match received {
+            Ok(data) => data,
+            Err(outcome) => return outcome,
+        };
+        this.last_read
+            .store(data.as_bytes().len(), Ordering::Relaxed);
+        if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
+            return Self::protocol_failed(
+                slf,
+                e,
+                "Fatal error: protocol.data_received() call failed.",
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn read_into_protocol_buffer(
+        slf: &Bound<'_, Self>,
+        protocol: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let buf = match protocol
+            .call_method1(intern!(py, "get_buffer"), (-1,))
+            .and_then(|b| {
+                if b.len()? == 0 {
+                    Err(PyRuntimeError::new_err(
+                        "get_buffer() returned an empty buffer",
+                    ))
+                } else {
+                    Ok(b)
+                }
+            }) {
+            Ok(b) => b,
+            Err(e) => {
+                return Self::protocol_failed(
+                    slf,
+                    e,
+                    "Fatal error: protocol.get_buffer() call failed.",
+                )
+            }
+        };
+        let view = match pyo3::buffer::PyBuffer::<u8>::get(&buf) {
+            Ok(v) if !v.readonly() => v,
+            Ok(_) => {
+                let e = PyTypeError::new_err(
+                    "recv_into() argument 'buffer' must be read-write bytes-like object",
+                );
+                return Self::fatal_error(slf, e, "Fatal read error on socket transport");
+            }
+            Err(e) => return Self::fatal_error(slf, e, "Fatal read error on socket transport"),
+        };
+        // SAFETY: `view` is a writable buffer of `len_bytes()` bytes kept alive by `view`; recv
+        // writes at most that many bytes at its start. PyBuffer::get refuses non-contiguous ones.
+        let n = unsafe { libc::recv(slf.get().fd, view.buf_ptr(), view.len_bytes(), 0) };
+        let err = io::Error::last_os_error();
+        drop(view);
+        if n <= 0 {
+            return Self::nothing_received(slf, n, err);
+        }
+        if let Err(e) = protocol.call_method1(intern!(py, "buffer_updated"), (n as usize,)) {
+            return Self::protocol_failed(
+                slf,
+                e,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            );
+        }
+        Ok(())
+    }
+
+    /// `read_into_protocol_buffer` for oxloop's TLS protocol: what its `get_buffer` and
+    /// `buffer_updated` would do (receive at most its `max_size`, 256 KiB, the size of the
+    /// loop's read buffer; write it to the incoming BIO), without the two calls and the views.
+    pub(super) fn read_into_ssl(
+        slf: &Bound<'_, Self>,
+        ssl: &Bound<'_, SSLProtocolBase>,
+    ) -> PyResult<()> {
+        let (buf, n) = match Self::recv_shared(slf) {
+            Ok(got) => got,
+            Err(outcome) => return outcome,
+        };
+        if let Err(e) = SSLProtocolBase::feed(ssl, buf, n) {
+            return Self::protocol_failed(
+                slf,
+                e,
+                "Fatal error: protocol.buffer_updated() call failed.",
+            );
+        }
+        Ok(())
+    }
+
+    /// One `recv` of at most `size` bytes straight into a new `bytes`, shrunk to what came; or,
+    /// when nothing came, the outcome of handling that (as `recv_shared`).
+    pub(super) fn recv_direct<'py>(
+        slf: &Bound<'py, Self>,
+        size: usize,
+    ) -> PyResult<Result<Bound<'py, PyBytes>, PyResult<()>>> {
+        let this = slf.get();
+        let mut buf = BytesBuf::new(slf.py(), size)?;
+        let spare = buf.spare(0);
+        // SAFETY: recv writes at most spare.len() bytes into `spare`.
+        let n = unsafe { libc::recv(this.fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
+        if n > 0 {
+            return Ok(Ok(buf.finish(slf.py(), n as usize)?));
+        }
+        let err = io::Error::last_os_error();
+        drop(buf);
+        Ok(Err(Self::nothing_received(slf, n, err)))
+    }
+
+    /// One `recv` into the loop's read buffer: the buffer (held) and the byte count, or, when
+    /// nothing came (EOF, an error, not ready yet), the outcome of handling that.
+    pub(super) fn recv_shared<'a>(
+        slf: &'a Bound<'_, Self>,
+    ) -> Result<(MutexGuard<'a, Vec<u8>>, usize), PyResult<()>> {
+        let this = slf.get();
+        let mut buf = this.loop_.get().read_buffer();
+        // SAFETY: recv writes at most buf.len() bytes into the buffer we hold locked.
+        let n = unsafe { libc::recv(this.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n > 0 {
+            return Ok((buf, n as usize));
+        }
+        let err = io::Error::last_os_error();
+        drop(buf);
+        Err(Self::nothing_received(slf, n, err))
+    }
+
+    /// A `recv` that gave `n` <= 0: EOF, or `err` (errno right after the call).
+    pub(super) fn nothing_received(
+        slf: &Bound<'_, Self>,
+        n: isize,
+        err: io::Error,
+    ) -> PyResult<()> {
+        if n == 0 {
+            Self::on_eof(slf)
+        } else {
+            Self::read_error(slf, err)
+        }
+    }
+
+    pub(super) fn read_error(slf: &Bound<'_, Self>, err: io::Error) -> PyResult<()> {
+        match err.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(()),
+            _ => Self::fatal_error(
+                slf,
+                os_error_from(&err),
+                "Fatal read error on socket transport",
+            ),
+        }
+    }
+
+    /// asyncio's `_read_ready__on_eof`: `eof_received()`, then close unless it returned true.
+    pub(super) fn on_eof(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        Self::debug_log(slf, "%r received EOF")?;
+        let Some(protocol) = this.protocol(py) else {
+            return Ok(());
+        };
+        match protocol.call_method0(py, intern!(py, "eof_received")) {
+            Err(e) => {
+                Self::protocol_failed(slf, e, "Fatal error: protocol.eof_received() call failed.")
+            }
+            Ok(keep_open) if keep_open.is_truthy(py)? => {
+                this.loop_.get().unwatch(py, this.fd, false)?;
+                Ok(())
+            }
+            Ok(_) => Self::close(slf),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The write path of the stream transport: `write()` queues (`bytes` held by reference, mutable
+//! buffers copied), and the loop sends each transport's queue with one `writev` when the callback
+//! that wrote returns, or at once when the queue passes the high-water mark; what the socket does
+//! not take waits for a writable event. Then what asyncio's `_write_ready` does: resume the
+//! protocol, finish a pending close or `write_eof`, wake a sendfile waiter.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+
+use oxloop_core::buffers::Chunk;
+use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+use pyo3::{ffi, intern};
+
+use super::{asyncio_logger, StreamCore, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
+use crate::event_loop::os_error_from;
+use crate::lock::lock;
+
+/// A queued write: a `bytes` object held by reference, or a copy of a mutable buffer.
+pub(super) enum WriteChunk {
+    Bytes(Py<PyBytes>),
+    Owned(Vec<u8>),
+}
+
+impl Chunk for WriteChunk {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            // SAFETY: a bytes object is immutable and kept alive by the Py we hold, so its
+            // buffer is valid and unchanging for as long as `self` is borrowed.
+            WriteChunk::Bytes(b) => unsafe {
+                let p = b.as_ptr();
+                std::slice::from_raw_parts(
+                    ffi::PyBytes_AsString(p) as *const u8,
+                    ffi::PyBytes_Size(p) as usize,
+                )
+            },
+            WriteChunk::Owned(v) => v,
+        }
+    }
+}
+
+thread_local! {
+    /// Scratch iovecs for `writev`, shared by the transports of the thread's loops (writes run
+    /// on the loop's thread, one transport at a time).
+    pub(super) static IOV: RefCell<Vec<libc::iovec>> = const { RefCell::new(Vec::new()) };
+    /// Chunks a writev finished, reused so that a write allocates nothing: taken (empty) under
+    /// a transport's lock, emptied after it, where a chunk's finalizer may run.
+    static DONE: Cell<Vec<WriteChunk>> = const { Cell::new(Vec::new()) };
+}
+
+impl StreamCore {
+    /// Send what is queued, with one writev; then do what asyncio's `_write_ready` does.
+    pub(crate) fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        let (result, mut done) = {
+            let mut st = lock(&this.st);
+            st.flush_scheduled = false;
+            if st.queue.is_empty() || st.conn_lost > 0 {
+                return Ok(());
+            }
+            let mut done = DONE.take();
+            let written =
+                IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut(), &mut done));
+            (written, done)
+        };
+        done.clear();
+        DONE.set(done);
+        match result {
+            Ok(_) => Self::after_write(slf),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Self::watch_writable(slf),
+            Err(e) => Self::write_error(slf, e),
+        }
+    }
+
+    pub(super) fn watch_writable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        {
+            let mut st = lock(&this.st);
+            if st.writing || st.queue.is_empty() {
+                return Ok(());
+            }
+            st.writing = true;
+        }
+        let cb = slf.getattr(intern!(py, "_write_ready"))?;
+        this.loop_
+            .bind(py)
+            .call_method1(intern!(py, "_add_writer"), (this.fd, cb))?;
+        Ok(())
+    }
+
+    /// What asyncio's `_write_ready` does after a successful send: resume the protocol, then,
+    /// once the queue is empty, drop the writer, wake a sendfile waiter, and finish a pending
+    /// close or write_eof. Data still queued waits for a writable event.
+    pub(super) fn after_write(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let resume = {
+            let st = lock(&this.st);
+            st.protocol_paused && st.queue.len() <= st.low_water
+        };
+        if resume {
+            if let Some(t) = this.transport(py) {
+                t.call_method0(intern!(py, "_maybe_resume_protocol"))?; // may queue more
+            }
+        }
+        let (empty, drop_writer, waiter, closing, eof) = {
+            let mut st = lock(&this.st);
+            let empty = st.queue.is_empty();
+            let drop_writer = empty && std::mem::replace(&mut st.writing, false);
+            let waiter = if empty {
+                st.empty_waiter.as_ref().map(|w| w.clone_ref(py))
+            } else {
+                None
+            };
+            (empty, drop_writer, waiter, st.closing, st.eof)
+        };
+        if !empty {
+            // Either the socket is full, or the protocol queued more: wait until it is writable.
+            return Self::watch_writable(slf);
+        }
+        if drop_writer {
+            this.loop_.get().unwatch(py, this.fd, true)?;
+        }
+        if let Some(w) = waiter {
+            w.bind(py)
+                .call_method1(intern!(py, "set_result"), (py.None(),))?;
+        }
+        if closing {
+            if let Some(t) = this.transport(py) {
+                t.call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
+            }
+        } else if eof {
+            this.shutdown_write()?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn shutdown_write(&self) -> PyResult<()> {
+        // SAFETY: shutdown on a descriptor number; errors are reported, not undefined.
+        if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } < 0 {
+            return Err(os_error_from(&io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn write_error(slf: &Bound<'_, Self>, err: io::Error) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (dropped, writing, waiter) = {
+            let mut st = lock(&this.st);
+            let writing = std::mem::replace(&mut st.writing, false);
+            (
+                st.queue.clear(),
+                writing,
+                st.empty_waiter.as_ref().map(|w| w.clone_ref(py)),
+            )
+        };
+        drop(dropped);
+        if writing {
+            this.loop_.get().unwatch(py, this.fd, true)?;
+        }
+        let exc = os_error_from(&err);
+        let value = exc.value(py).clone();
+        Self::fatal_error(slf, exc, "Fatal write error on socket transport")?;
+        if let Some(w) = waiter {
+            w.bind(py)
+                .call_method1(intern!(py, "set_exception"), (value,))?;
+        }
+        Ok(())
+    }
+
+    /// Put this transport on the loop's end-of-lap flush list, once.
+    pub(super) fn schedule(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let this = slf.get();
+        {
+            let mut st = lock(&this.st);
+            if st.flush_scheduled || st.writing || st.queue.is_empty() {
+                return Ok(());
+            }
+            st.flush_scheduled = true;
+        }
+        this.loop_.get().schedule_flush(slf.clone().unbind());
+        Ok(())
+    }
+
+    /// Queue one chunk: the part of `write()` after its checks.
+    pub(super) fn queue(slf: &Bound<'_, Self>, chunk: WriteChunk) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let over_high = {
+            let mut st = lock(&this.st);
+            if let Some(empty) = st.queue.push(chunk) {
+                drop(st);
+                drop(empty);
+                return Ok(());
+            }
+            st.queue.len() > st.high_water
+        };
+        if over_high {
+            // Past the high-water mark: send now rather than at the end of the lap.
+            Self::flush(slf)?;
+            let pause = {
+                let st = lock(&this.st);
+                st.queue.len() > st.high_water && !st.protocol_paused
+            };
+            if pause {
+                if let Some(t) = this.transport(py) {
+                    t.call_method0(intern!(py, "_maybe_pause_protocol"))?;
+                }
+            }
+            Ok(())
+        } else {
+            Self::schedule(slf)
+        }
+    }
+
+    /// asyncio's checks at the top of `write()`/`writelines()`; Ok(false): drop the data quietly.
+    pub(super) fn check_writable(&self, py: Python<'_>, what: &str) -> PyResult<bool> {
+        let mut st = lock(&self.st);
+        if st.eof {
+            return Err(PyRuntimeError::new_err(format!(
+                "Cannot call {what}() after write_eof()"
+            )));
+        }
+        if st.empty_waiter.is_some() {
+            return Err(PyRuntimeError::new_err(format!(
+                "unable to {what}; sendfile is in progress"
+            )));
+        }
+        if st.conn_lost > 0 {
+            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+            st.conn_lost += 1;
+            drop(st);
+            if warn {
+                asyncio_logger(py)?
+                    .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
+            }
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+/// Turn a bytes-like object into a chunk: `bytes` by reference, anything else copied.
+pub(super) fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<WriteChunk> {
+    if let Ok(b) = data.cast::<PyBytes>() {
+        return Ok(WriteChunk::Bytes(b.clone().unbind()));
+    }
+    if data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>() {
+        let view = pyo3::buffer::PyBuffer::<u8>::get(data)?;
+        return Ok(WriteChunk::Owned(view.to_vec(data.py())?));
+    }
+    Err(PyTypeError::new_err(format!(
+        "data argument must be a bytes-like object, not {:?}",
+        data.get_type().name()?.to_cow()?
+    )))
+}
