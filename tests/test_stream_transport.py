@@ -357,3 +357,46 @@ def test_a_write_is_sent_before_the_next_callback_runs(loop):
         return got
 
     assert loop.run_until_complete(main()) == b"header body"
+
+
+def test_write_and_is_closing_as_on_asyncio(loop, stock_loop):
+    """What write() accepts and refuses (with asyncio's message), and is_closing() over the
+    transport's life; oxloop's are native methods of the Python transport class."""
+
+    def run(loop):
+        async def main():
+            server, port, next_protocol = await serve_recorders(loop)
+            transport, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", port)
+            peer = await next_protocol()
+            seen = [transport.is_closing()]
+            for data in (b"a", bytearray(b"b"), memoryview(b"c"), b""):
+                transport.write(data)
+            errors = []
+            for bad in ("text", 1, None):
+                try:
+                    transport.write(bad)
+                except TypeError as exc:
+                    errors.append(str(exc))
+            try:
+                type(transport).write(transport)
+            except TypeError as exc:
+                errors.append(type(exc).__name__)
+            for bad in (["text"], [b"x", 1]):
+                try:
+                    transport.writelines(bad)
+                except TypeError as exc:
+                    errors.append(type(exc).__name__)
+            while b"".join(e for e in peer.events if isinstance(e, bytes)) != b"abc":
+                await asyncio.sleep(0.01)
+            transport.close()
+            seen.append(transport.is_closing())
+            await peer.lost
+            seen.append(transport.is_closing())
+            server.close()
+            return seen, errors
+
+        return loop.run_until_complete(main())
+
+    ours = run(loop)
+    assert ours == run(stock_loop)
+    assert ours[0] == [False, True, True]

@@ -448,14 +448,18 @@ impl StreamCore {
                 ));
             }
         }
+        // All of them first, as asyncio does: an item that is not a buffer writes nothing.
+        let mut chunks = Vec::new();
         for data in list_of_data.try_iter()? {
             let data = data?;
-            let chunk = match data.cast::<PyBytes>() {
+            chunks.push(match data.cast::<PyBytes>() {
                 Ok(b) => WriteChunk::Bytes(b.clone().unbind()),
                 Err(_) => {
                     WriteChunk::Owned(pyo3::buffer::PyBuffer::<u8>::get(&data)?.to_vec(slf.py())?)
                 }
-            };
+            });
+        }
+        for chunk in chunks {
             if !this.check_writable(slf.py(), "writelines")? {
                 return Ok(());
             }

@@ -253,7 +253,7 @@ pub(super) fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<WriteChunk> {
         return Ok(WriteChunk::Owned(view.to_vec(data.py())?));
     }
     Err(PyTypeError::new_err(format!(
-        "data argument must be a bytes-like object, not {:?}",
-        data.get_type().name()?.to_cow()?
+        "data argument must be a bytes-like object, not {}",
+        data.get_type().name()?.repr()?
     )))
 }
