@@ -400,3 +400,37 @@ def test_write_and_is_closing_as_on_asyncio(loop, stock_loop):
     ours = run(loop)
     assert ours == run(stock_loop)
     assert ours[0] == [False, True, True]
+
+
+def test_write_eof_and_writes_after_it_as_on_asyncio(loop, stock_loop):
+    """write_eof() half-closes (the peer sees EOF); a write after it raises asyncio's
+    RuntimeError; extra info answers as asyncio's; the peer's close then ends the connection."""
+
+    def run(loop):
+        async def main():
+            server, port, next_protocol = await serve_recorders(loop)
+            client = Recorder()
+            transport, _ = await loop.create_connection(lambda: client, "127.0.0.1", port)
+            peer = await next_protocol()
+            transport.write(b"last")
+            transport.write_eof()
+            outcome = [transport.can_write_eof(), transport.is_closing()]
+            for call in (lambda: transport.write(b"x"), lambda: transport.writelines([b"x"])):
+                try:
+                    call()
+                except RuntimeError as exc:
+                    outcome.append(str(exc))
+            outcome.append(transport.get_extra_info("nothing", "default"))
+            outcome.append(transport.get_extra_info("peername")[1] == port)
+            # The peer's eof_received returns None, so it closes; then so does the client.
+            await client.lost
+            await peer.lost
+            server.close()
+            outcome += [peer.events, client.events]
+            return outcome
+
+        return loop.run_until_complete(main())
+
+    ours = run(loop)
+    assert ours == run(stock_loop)
+    assert ours[-2:] == [["made", b"last", "eof", "lost"], ["made", "eof", "lost"]]

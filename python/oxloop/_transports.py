@@ -14,6 +14,7 @@ core's state.
 from __future__ import annotations
 
 import socket
+import sys
 from asyncio import base_events, selector_events, transports, unix_events
 from asyncio.log import logger
 
@@ -57,8 +58,13 @@ class _SocketTransport(transports._FlowControlMixin, transports.Transport):
     write = transport_methods["write"]
     is_closing = transport_methods["is_closing"]
 
-    def writelines(self, list_of_data):
-        self._core.writelines(list_of_data)
+    if sys.version_info >= (3, 12):
+
+        def writelines(self, list_of_data):
+            self._core.writelines(list_of_data)
+
+    else:  # asyncio's socket transports took WriteTransport's: b"".join, then write()
+        writelines = transports.WriteTransport.writelines
 
     def get_write_buffer_size(self):
         return self._core.get_write_buffer_size()
