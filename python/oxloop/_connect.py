@@ -38,6 +38,20 @@ _HAS_SHUTDOWN_TIMEOUT = sys.version_info >= (3, 11)
 _HAS_ALL_ERRORS = sys.version_info >= (3, 12)
 
 
+def start_connect(loop, sock, address):
+    """Start connecting the non-blocking sock to address: None when it connected at once, else
+    the future its native wait resolves (asyncio's ``sock_connect`` without its frame). An
+    immediate failure raises the connect call's own OSError."""
+    err = sock.connect_ex(address)
+    if not err:
+        return None
+    if err not in CONNECT_UNDER_WAY:
+        raise OSError(err, os.strerror(err))
+    fut = loop.create_future()
+    loop._sock_connect_wait(sock, sock.fileno(), fut, address)
+    return fut
+
+
 def _given(**params):
     """The version-dependent parameters that were given, for asyncio's own method."""
     return {name: value for name, value in params.items() if value is not _ABSENT}
@@ -77,12 +91,8 @@ async def connect_stream(loop, protocol_factory, family, proto, address, ssl, se
     transport owns it (asyncio leaves it to the collector when the protocol factory fails)."""
     sock = socket.socket(family, _STREAM_NONBLOCK, proto)
     try:
-        err = sock.connect_ex(address)
-        if err:
-            if err not in CONNECT_UNDER_WAY:
-                raise OSError(err, os.strerror(err))
-            fut = loop.create_future()
-            loop._sock_connect_wait(sock, sock.fileno(), fut, address)
+        fut = start_connect(loop, sock, address)
+        if fut is not None:
             try:
                 await fut
             finally:

@@ -33,7 +33,7 @@ from asyncio import (
 from asyncio.log import logger
 from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
-from ._connect import CONNECT_UNDER_WAY, create_connection, create_unix_connection
+from ._connect import create_connection, create_unix_connection, start_connect
 from ._oxloop import Acceptor, Handle, LoopCore, StreamCore, TimerHandle
 from ._transports import _DatagramTransport, _ReadPipeTransport, _SocketTransport
 
@@ -394,13 +394,9 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
                 address, family=sock.family, type=sock.type, proto=sock.proto, loop=self
             )
             _, _, _, _, address = resolved[0]
-        err = sock.connect_ex(address)
-        if err == 0:
+        fut = start_connect(self, sock, address)
+        if fut is None:
             return
-        if err not in CONNECT_UNDER_WAY:
-            raise OSError(err, os.strerror(err))
-        fut = self.create_future()
-        self._sock_connect_wait(sock, sock.fileno(), fut, address)
         try:
             return await fut
         finally:
