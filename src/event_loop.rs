@@ -87,13 +87,19 @@ fn closed_error() -> PyErr {
 struct FdHandles {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
+    /// The reader reads until a short read and asks for more with `LoopCore::read_again`, so
+    /// the descriptor can be watched edge-triggered (see `watch_read`).
+    reader_drains: bool,
 }
 
 impl FdHandles {
+    /// Edge-triggered while a draining reader is alone: a writer (what asyncio's `_write_ready`
+    /// callbacks are) sends once per event and relies on level-triggered reports.
     fn interest(&self) -> Interest {
         Interest {
             read: self.reader.is_some(),
             write: self.writer.is_some(),
+            edge: self.reader.is_some() && self.reader_drains && self.writer.is_none(),
         }
     }
 }
@@ -184,14 +190,7 @@ impl LoopCore {
         let mut registry = Registry::new()?;
         let waker = registry.waker();
         let (signal_rsock, signal_wsock) = socketpair()?;
-        registry.set(
-            signal_rsock.as_raw_fd(),
-            Interest {
-                read: true,
-                write: false,
-            },
-            false,
-        )?;
+        registry.set(signal_rsock.as_raw_fd(), Interest::READ, false)?;
         Ok(LoopCore {
             self_ref: pyo3::sync::PyOnceLock::new(),
             state: Mutex::new(State {
@@ -331,6 +330,9 @@ impl LoopCore {
     /// parked until the next poll; a wait that then watches for the same socket object takes the
     /// registry's deferred removal back (see `oxloop_core::registry`): the object is held
     /// meanwhile, so no other can take its address, and a closed socket has no `fd` to pass.
+    ///
+    /// `drains`, for a reader: see `watch_read`.
+    #[allow(clippy::too_many_arguments)]
     fn set_fd_handle(
         &self,
         _gil: Python<'_>, // the handles and sockets let go of here are dropped with the GIL held
@@ -338,6 +340,7 @@ impl LoopCore {
         write: bool,
         handle: Option<Py<Handle>>,
         owner: Option<&Bound<'_, PyAny>>,
+        drains: bool,
     ) -> PyResult<bool> {
         let mut io_guard = lock(&self.io);
         let Some(io) = io_guard.as_mut() else {
@@ -353,9 +356,11 @@ impl LoopCore {
             return Ok(false);
         }
         let slot = st.fds.entry(fd).or_default();
+        let old_drains = slot.reader_drains;
         let old = if write {
             std::mem::replace(&mut slot.writer, handle)
         } else {
+            slot.reader_drains = drains && adding;
             std::mem::replace(&mut slot.reader, handle)
         };
         let after = slot.interest();
@@ -367,7 +372,7 @@ impl LoopCore {
             false
         };
         let result = io.registry.set(fd, after, same_file);
-        if after == Interest::default() {
+        if after.is_empty() {
             st.fds.remove(&fd);
             if let Some(o) = owner {
                 unparked = st.parked.insert(fd, o.clone().unbind());
@@ -376,12 +381,13 @@ impl LoopCore {
         if let Err(err) = result {
             // Undo, so a failed registration leaves nothing behind.
             let slot = st.fds.entry(fd).or_default();
+            slot.reader_drains = old_drains;
             let new = if write {
                 std::mem::replace(&mut slot.writer, old)
             } else {
                 std::mem::replace(&mut slot.reader, old)
             };
-            if slot.interest() == Interest::default() {
+            if slot.interest().is_empty() {
                 st.fds.remove(&fd);
             }
             drop(st);
@@ -471,10 +477,16 @@ impl LoopCore {
     }
 
     /// `_add_reader(fd, callback)` from native code: run `callback()` whenever `fd` is readable.
+    ///
+    /// `drains`: each run of `callback` reads until the descriptor is drained (a read that
+    /// gives less than it asked for, or EAGAIN, or EOF) or else calls `read_again`. Then the
+    /// descriptor is watched edge-triggered: the kernel does not re-check it on every poll
+    /// (cheaper per event), and it is reported once for each arrival of data.
     pub(crate) fn watch_read(
         slf: &Bound<'_, Self>,
         fd: RawFd,
         callback: Bound<'_, PyAny>,
+        drains: bool,
     ) -> PyResult<()> {
         let py = slf.py();
         slf.get().check_closed()?;
@@ -483,8 +495,24 @@ impl LoopCore {
             Self::make_handle(slf, callback, PyTuple::empty(py), None)?,
         )?;
         slf.get()
-            .set_fd_handle(py, fd, false, Some(handle), None)
+            .set_fd_handle(py, fd, false, Some(handle), None, drains)
             .map(drop)
+    }
+
+    /// A draining reader (see `watch_read`) read as much as it asked for: more may be waiting,
+    /// of which an edge-triggered poll would say nothing. Run its handle again in the next lap,
+    /// as a level-triggered poll would.
+    pub(crate) fn read_again(&self, py: Python<'_>, fd: RawFd) {
+        let mut st = lock(&self.state);
+        let Some(slot) = st.fds.get(&fd) else {
+            return;
+        };
+        if !slot.interest().edge {
+            return; // the poll reports it
+        }
+        if let Some(h) = slot.reader.as_ref().map(|h| h.clone_ref(py)) {
+            st.ready.push_back(h);
+        }
     }
 
     /// The loop's `_transports` table.
@@ -498,7 +526,7 @@ impl LoopCore {
     /// Stop watching `fd` for reading (or writing): asyncio's `_remove_reader`/`_remove_writer`,
     /// which do nothing once the loop is closed.
     pub(crate) fn unwatch(&self, py: Python<'_>, fd: RawFd, write: bool) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, write, None, None)
+        self.set_fd_handle(py, fd, write, None, None, false)
     }
 
     /// Register a `SockWait` for `op` on `sock` (descriptor `fd`): asyncio's
@@ -530,8 +558,14 @@ impl LoopCore {
                 None,
             )?,
         )?;
-        slf.get()
-            .set_fd_handle(py, fd, write, Some(handle.clone_ref(py)), Some(&sock))?;
+        slf.get().set_fd_handle(
+            py,
+            fd,
+            write,
+            Some(handle.clone_ref(py)),
+            Some(&sock),
+            false,
+        )?;
         waiter.get().set_handle(handle);
         fut.call_method1(intern!(py, "add_done_callback"), (waiter,))?;
         Ok(())
@@ -545,7 +579,7 @@ impl LoopCore {
         write: bool,
         sock: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, write, None, Some(sock))
+        self.set_fd_handle(py, fd, write, None, Some(sock), false)
     }
 
     /// The interpreter is about to finalize and this loop runs in a daemon thread: give the GIL
@@ -901,21 +935,21 @@ impl LoopCore {
 
     /// Queue `handle` to run whenever `fd` is readable (`_add_reader`'s native half).
     fn _watch_read(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
-        self.set_fd_handle(py, fd, false, Some(handle), None)
+        self.set_fd_handle(py, fd, false, Some(handle), None, false)
             .map(drop)
     }
 
     fn _unwatch_read(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, false, None, None)
+        self.set_fd_handle(py, fd, false, None, None, false)
     }
 
     fn _watch_write(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
-        self.set_fd_handle(py, fd, true, Some(handle), None)
+        self.set_fd_handle(py, fd, true, Some(handle), None, false)
             .map(drop)
     }
 
     fn _unwatch_write(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, true, None, None)
+        self.set_fd_handle(py, fd, true, None, None, false)
     }
 
     /// The (reader, writer) handles watching `fd`, for `selector`-like introspection.

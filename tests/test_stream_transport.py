@@ -434,3 +434,264 @@ def test_write_eof_and_writes_after_it_as_on_asyncio(loop, stock_loop):
     ours = run(loop)
     assert ours == run(stock_loop)
     assert ours[-2:] == [["made", b"last", "eof", "lost"], ["made", "eof", "lost"]]
+
+
+# --- reading: every byte, EOF and error arrives however the kernel reports readiness ----------
+# oxloop watches a stream transport's socket edge-triggered: each of these is a case where
+# data or the end of the stream is still there after a read and no new event would say so.
+
+
+class Collector(asyncio.Protocol):
+    """Joins what it receives; `until(n)` waits for n bytes, `lost` for connection_lost."""
+
+    def __init__(self, pause_after=None):
+        loop = asyncio.get_event_loop()
+        self.data = bytearray()
+        self.events = []
+        self.lost = loop.create_future()
+        self.pause_after = pause_after
+        self.waiters = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.data += data
+        if self.pause_after is not None and len(self.data) >= self.pause_after:
+            self.pause_after = None
+            self.transport.pause_reading()
+        for n, fut in self.waiters:
+            if len(self.data) >= n and not fut.done():
+                fut.set_result(None)
+
+    def eof_received(self):
+        self.events.append(("eof", len(self.data)))
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", type(exc).__name__ if exc else None))
+        self.lost.set_result(None)
+
+    async def until(self, n):
+        if len(self.data) < n:
+            fut = asyncio.get_running_loop().create_future()
+            self.waiters.append((n, fut))
+            await asyncio.wait_for(fut, 10)
+
+
+async def accepted_pair(loop, protocol):
+    """A connected (transport, protocol, peer socket): the peer is a plain blocking socket."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        client = socket.socket()
+        client.setblocking(False)
+        await loop.sock_connect(client, listener.getsockname())
+        peer, _ = listener.accept()
+    client.setblocking(True)
+    transport, _ = await loop.connect_accepted_socket(lambda: protocol, client)
+    await asyncio.sleep(0)
+    return transport, protocol, peer
+
+
+def test_data_and_eof_that_arrive_together_are_both_seen(loop, stock_loop):
+    """The peer's data and FIN are queued before the loop reads: one read gives the data
+    (a short read), and the EOF behind it must still be found."""
+
+    def run(loop):
+        async def main():
+            listener = socket.create_server(("127.0.0.1", 0))
+            with listener:
+                peer = socket.create_connection(listener.getsockname())
+                sock, _ = listener.accept()
+            peer.sendall(b"hello")
+            peer.close()
+            await asyncio.sleep(0.05)  # both are in the socket before it is watched
+            proto = Collector()
+            sock.setblocking(False)
+            await loop.connect_accepted_socket(lambda: proto, sock)
+            await asyncio.wait_for(proto.lost, 10)
+            return bytes(proto.data), proto.events
+
+        return loop.run_until_complete(main())
+
+    ours = run(loop)
+    assert ours == run(stock_loop)
+    assert ours == (b"hello", [("eof", 5), ("lost", None)])
+
+
+def test_more_than_one_read_holds_arrives_without_new_data(loop):
+    """1 MiB sent at once, then nothing: the reads that fill their buffer must be followed by
+    more reads although no new data arrives to report the socket again."""
+
+    async def main():
+        _transport, proto, peer = await accepted_pair(loop, Collector())
+        payload = os.urandom(1 << 20)
+        await loop.run_in_executor(None, peer.sendall, payload)
+        await proto.until(len(payload))
+        assert bytes(proto.data) == payload
+        peer.close()
+        await asyncio.wait_for(proto.lost, 10)
+        assert proto.events == [("eof", len(payload)), ("lost", None)]
+
+    loop.run_until_complete(main())
+
+
+class SmallBuffers(asyncio.BufferedProtocol):
+    """A BufferedProtocol that offers 7 bytes at a time."""
+
+    def __init__(self):
+        self.buf = bytearray(7)
+        self.data = bytearray()
+        self.lost = asyncio.get_event_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def get_buffer(self, sizehint):
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.data += self.buf[:nbytes]
+
+    def eof_received(self):
+        pass
+
+    def connection_lost(self, exc):
+        self.lost.set_result(None)
+
+
+def test_a_small_protocol_buffer_is_refilled_until_the_socket_is_empty(
+    loop, stock_loop
+):
+    def run(loop):
+        async def main():
+            _transport, proto, peer = await accepted_pair(loop, SmallBuffers())
+            peer.sendall(b"0123456789" * 10)
+            for _ in range(200):
+                if len(proto.data) == 100:
+                    break
+                await asyncio.sleep(0.01)
+            got = bytes(proto.data)
+            peer.close()
+            await asyncio.wait_for(proto.lost, 10)
+            return got
+
+        return loop.run_until_complete(main())
+
+    ours = run(loop)
+    assert ours == run(stock_loop) == b"0123456789" * 10
+
+
+def test_data_that_came_while_paused_is_read_on_resume(loop):
+    """pause_reading in data_received; the rest arrives while paused; resume_reading must find
+    it, with nothing new arriving after the resume."""
+
+    async def main():
+        transport, proto, peer = await accepted_pair(loop, Collector(pause_after=1))
+        peer.sendall(b"a")
+        await proto.until(1)
+        assert not transport.is_reading()
+        peer.sendall(b"bcdef")
+        await asyncio.sleep(0.05)
+        assert bytes(proto.data) == b"a"
+        transport.resume_reading()
+        await proto.until(6)
+        assert bytes(proto.data) == b"abcdef"
+        transport.close()
+        peer.close()
+        await asyncio.wait_for(proto.lost, 10)
+
+    loop.run_until_complete(main())
+
+
+def test_reading_goes_on_while_writes_wait_for_the_socket(loop):
+    """While the transport waits to send (its peer reads nothing), what the peer sends is still
+    read; once the peer reads, everything queued goes out."""
+
+    async def main():
+        transport, proto, peer = await accepted_pair(loop, Collector())
+        transport.write(b"x" * (8 << 20))  # more than the socket buffers hold
+        assert transport.get_write_buffer_size() > 0
+        for i in range(5):
+            peer.sendall(b"%d" % i)
+            await proto.until(i + 1)
+        assert bytes(proto.data) == b"01234"
+        total = 0
+        peer.settimeout(10)
+        while total < 8 << 20:
+            chunk = await loop.run_in_executor(None, peer.recv, 1 << 20)
+            assert chunk
+            total += len(chunk)
+        peer.sendall(b"5")
+        await proto.until(6)
+        assert transport.get_write_buffer_size() == 0
+        transport.close()
+        peer.close()
+        await asyncio.wait_for(proto.lost, 10)
+
+    loop.run_until_complete(main())
+
+
+def test_urgent_data_does_not_stall_the_stream(loop, stock_loop):
+    """TCP urgent data: a read stops short at the urgent mark with data behind it. The in-band
+    bytes all arrive (the urgent byte is out of band, as on asyncio)."""
+
+    def run(loop):
+        async def main():
+            transport, proto, peer = await accepted_pair(loop, Collector())
+            peer.sendall(b"ab")
+            peer.send(b"!", socket.MSG_OOB)
+            peer.sendall(b"cd")
+            await proto.until(4)
+            got = bytes(proto.data)
+            transport.close()
+            peer.close()
+            await asyncio.wait_for(proto.lost, 10)
+            return got
+
+        return loop.run_until_complete(main())
+
+    ours = run(loop)
+    assert ours == run(stock_loop) == b"abcd"
+
+
+def test_a_reset_after_data_reaches_connection_lost(loop, stock_loop):
+    def run(loop):
+        async def main():
+            _transport, proto, peer = await accepted_pair(loop, Collector())
+            peer.sendall(b"data")
+            await proto.until(4)
+            peer.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            peer.close()  # linger 0: RST
+            await asyncio.wait_for(proto.lost, 10)
+            return bytes(proto.data), proto.events
+
+        return loop.run_until_complete(main())
+
+    ours = run(loop)
+    assert ours == run(stock_loop) == (b"data", [("lost", "ConnectionResetError")])
+
+
+def test_an_empty_write_after_write_eof_raises_as_on_asyncio(loop, stock_loop):
+    def run(loop):
+        async def main():
+            transport, proto, peer = await accepted_pair(loop, Collector())
+            transport.write_eof()
+            outcome = []
+            for data in (b"", bytearray(), memoryview(b"")):
+                try:
+                    transport.write(data)
+                    outcome.append("ok")
+                except RuntimeError as exc:
+                    outcome.append(str(exc))
+            transport.close()
+            peer.close()
+            await asyncio.wait_for(proto.lost, 10)
+            return outcome
+
+        return loop.run_until_complete(main())
+
+    ours = run(loop)
+    assert ours == run(stock_loop)
+    assert ours == ["Cannot call write() after write_eof()"] * 3

@@ -23,7 +23,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use oxloop_core::buffers::{Chunk, WriteQueue};
+use oxloop_core::buffers::WriteQueue;
 use pyo3::exceptions::{
     PyConnectionError, PyKeyboardInterrupt, PyRuntimeError, PySystemExit, PyValueError,
 };
@@ -425,12 +425,7 @@ impl StreamCore {
     }
 
     pub(crate) fn write(slf: &Bound<'_, Self>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let chunk = to_chunk(data)?;
-        if chunk.as_bytes().is_empty() || !slf.get().check_writable(slf.py(), "write")? {
-            // asyncio checks eof and sendfile before looking at the length.
-            return Ok(());
-        }
-        Self::queue(slf, chunk)
+        Self::write_chunk(slf, to_chunk(data)?, "write")
     }
 
     fn writelines(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -453,17 +448,14 @@ impl StreamCore {
         for data in list_of_data.try_iter()? {
             let data = data?;
             chunks.push(match data.cast::<PyBytes>() {
-                Ok(b) => WriteChunk::Bytes(b.clone().unbind()),
+                Ok(b) => WriteChunk::bytes(b),
                 Err(_) => {
                     WriteChunk::Owned(pyo3::buffer::PyBuffer::<u8>::get(&data)?.to_vec(slf.py())?)
                 }
             });
         }
         for chunk in chunks {
-            if !this.check_writable(slf.py(), "writelines")? {
-                return Ok(());
-            }
-            Self::queue(slf, chunk)?;
+            Self::write_chunk(slf, chunk, "writelines")?;
         }
         Ok(())
     }
@@ -481,7 +473,7 @@ impl StreamCore {
             return Ok(());
         }
         let read_ready = slf.getattr(intern!(slf.py(), "_read_ready"))?;
-        LoopCore::watch_read(this.loop_.bind(slf.py()), this.fd, read_ready)
+        LoopCore::watch_read(this.loop_.bind(slf.py()), this.fd, read_ready, true)
     }
 
     /// The descriptor is writable again: send what is queued.

@@ -2,7 +2,8 @@
 //!
 //! Guarantees:
 //! - Bytes leave in the order they were queued; a partial write resumes mid-chunk.
-//! - One `writev` per [`WriteQueue::write_to`], with at most `IOV_MAX` chunks.
+//! - One system call per [`WriteQueue::write_to`]: `write` for one chunk, else `writev` of at
+//!   most `IOV_MAX` chunks.
 //! - Chunks that were fully sent are handed back to the caller (to be released where the caller
 //!   chooses, e.g. outside a lock), never dropped while a borrow of them is live.
 //!
@@ -104,7 +105,8 @@ impl<C: Chunk> WriteQueue<C> {
         self.chunks.drain(..).collect()
     }
 
-    /// Write as much as the descriptor takes with one `writev`. Returns the bytes written and
+    /// Write as much as the descriptor takes with one system call (see the module). Returns the
+    /// bytes written and
     /// moves the chunks now fully written to `done`; `WouldBlock` means nothing could be written
     /// now.
     pub fn write_to(
@@ -113,6 +115,19 @@ impl<C: Chunk> WriteQueue<C> {
         iov: &mut Vec<libc::iovec>,
         done: &mut Vec<C>,
     ) -> io::Result<usize> {
+        let n = if self.chunks.len() == 1 {
+            // One chunk: write(2), without building (or allocating) the iovec array.
+            let b = &self.chunks[0].as_bytes()[self.head_sent..];
+            // SAFETY: the buffer belongs to a chunk of this queue, unchanged during the call.
+            retry(|| unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) })?
+        } else {
+            self.writev(fd, iov)?
+        };
+        self.consume(n, done);
+        Ok(n)
+    }
+
+    fn writev(&self, fd: RawFd, iov: &mut Vec<libc::iovec>) -> io::Result<usize> {
         iov.clear();
         for (i, c) in self.chunks.iter().take(IOV_MAX).enumerate() {
             let b = c.as_bytes();
@@ -125,19 +140,22 @@ impl<C: Chunk> WriteQueue<C> {
         if iov.is_empty() {
             return Ok(0);
         }
-        loop {
-            // SAFETY: every iovec points into a chunk owned by this queue, which is not changed
-            // until writev returns.
-            let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
-            if n >= 0 {
-                let n = n as usize;
-                self.consume(n, done);
-                return Ok(n);
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
+        // SAFETY: every iovec points into a chunk owned by this queue, which is not changed
+        // until writev returns.
+        retry(|| unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) })
+    }
+}
+
+/// A write system call, retried when a signal interrupted it.
+fn retry(mut call: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
 }

@@ -1,8 +1,14 @@
-//! A thin, level-triggered epoll wrapper with an eventfd waker.
+//! A thin epoll wrapper with an eventfd waker: level-triggered, or edge-triggered on request.
 //!
 //! Guarantees:
-//! - Level-triggered, like Python's `selectors.EpollSelector`: a descriptor that stays readable is
-//!   reported on every [`Poller::wait`].
+//! - Level-triggered by default, like Python's `selectors.EpollSelector`: a descriptor that stays
+//!   readable is reported on every [`Poller::wait`].
+//! - With [`Interest::edge`] (`EPOLLET`), a descriptor is reported once for each change the kernel
+//!   signals (data arrived, space freed, a hang-up), and on registering it when it is ready; the
+//!   caller must then consume until the descriptor is drained or watch it in another way. Such a
+//!   registration also asks for urgent data (`EPOLLPRI`, [`Event::urgent`]) and the peer's
+//!   hang-up (`EPOLLRDHUP`, [`Event::hangup`]): after either a short read no longer means
+//!   drained (a TCP read stops at the urgent mark; data read, the end of the stream is left).
 //! - Readiness is mapped as `selectors` maps it: any event other than `EPOLLOUT` makes a descriptor
 //!   readable, any event other than `EPOLLIN` makes it writable (so `EPOLLHUP`/`EPOLLERR` wake both).
 //! - One system call per [`Poller::wait`]; no timerfd, no re-arming.
@@ -23,11 +29,37 @@ use std::time::Duration;
 pub struct Interest {
     pub read: bool,
     pub write: bool,
+    /// Edge-triggered (see the module's guarantees); meaningful only with `read` or `write`.
+    pub edge: bool,
 }
 
 impl Interest {
+    pub const NONE: Interest = Interest {
+        read: false,
+        write: false,
+        edge: false,
+    };
+    pub const READ: Interest = Interest {
+        read: true,
+        write: false,
+        edge: false,
+    };
+    pub const WRITE: Interest = Interest {
+        read: false,
+        write: true,
+        edge: false,
+    };
+
+    /// Watched for nothing (whatever `edge` says).
+    pub fn is_empty(self) -> bool {
+        !self.read && !self.write
+    }
+
     fn epoll_flags(self) -> u32 {
         let mut flags = 0;
+        if self.edge {
+            flags |= (libc::EPOLLET | libc::EPOLLPRI | libc::EPOLLRDHUP) as u32;
+        }
         if self.read {
             flags |= libc::EPOLLIN as u32;
         }
@@ -46,6 +78,11 @@ pub struct Event {
     pub gen: u32,
     pub readable: bool,
     pub writable: bool,
+    /// Urgent (out-of-band) data is pending; asked for by edge-triggered registrations only.
+    pub urgent: bool,
+    /// The peer hung up or the descriptor has an error (`EPOLLRDHUP`, `EPOLLHUP`, `EPOLLERR`;
+    /// the first asked for by edge-triggered registrations only).
+    pub hangup: bool,
 }
 
 fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -93,7 +130,7 @@ impl Waker {
     }
 }
 
-/// A level-triggered epoll instance with a built-in [`Waker`].
+/// An epoll instance with a built-in [`Waker`].
 #[derive(Debug)]
 pub struct Poller {
     epfd: OwnedFd,
@@ -119,11 +156,7 @@ impl Poller {
     }
 
     fn register_waker(&self) -> io::Result<()> {
-        let read = Interest {
-            read: true,
-            write: false,
-        };
-        self.register(self.waker.fd(), read, 0)
+        self.register(self.waker.fd(), Interest::READ, 0)
     }
 
     /// Replace the epoll instance by an empty one (only the waker registered), dropping every
@@ -205,6 +238,7 @@ impl Poller {
         unsafe { buf.set_len(n as usize) };
         let not_out = !(libc::EPOLLOUT as u32);
         let not_in = !(libc::EPOLLIN as u32);
+        let hangup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         for ev in buf.iter() {
             let flags = ev.events;
             let token = ev.u64;
@@ -213,6 +247,8 @@ impl Poller {
                 gen: (token >> 32) as u32,
                 readable: flags & not_out != 0,
                 writable: flags & not_in != 0,
+                urgent: flags & libc::EPOLLPRI as u32 != 0,
+                hangup: flags & hangup != 0,
             });
         }
         Ok(n as usize)
@@ -226,13 +262,11 @@ mod tests {
     use std::os::unix::net::UnixStream;
     use std::time::Instant;
 
-    const READ: Interest = Interest {
-        read: true,
-        write: false,
-    };
+    const READ: Interest = Interest::READ;
     const READ_WRITE: Interest = Interest {
         read: true,
         write: true,
+        edge: false,
     };
 
     fn wait(p: &Poller, timeout: Option<Duration>) -> Vec<Event> {
@@ -265,13 +299,66 @@ mod tests {
                     fd: b.as_raw_fd(),
                     gen: 0,
                     readable: true,
-                    writable: false
+                    writable: false,
+                    urgent: false,
+                    hangup: false
                 }]
             );
         }
         let mut byte = [0u8; 1];
         b.read_exact(&mut byte).unwrap();
         assert!(wait(&p, Some(Duration::ZERO)).is_empty());
+    }
+
+    #[test]
+    fn edge_triggered_read_reports_each_arrival_once() {
+        let p = Poller::new().unwrap();
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let fd = b.as_raw_fd();
+        let edge = Interest { edge: true, ..READ };
+        p.register(fd, edge, 0).unwrap();
+        assert!(wait(&p, Some(Duration::ZERO)).is_empty());
+        a.write_all(b"x").unwrap();
+        assert_eq!(wait(&p, Some(Duration::ZERO)).len(), 1);
+        // Not consumed, yet not reported again until something new arrives.
+        assert!(wait(&p, Some(Duration::ZERO)).is_empty());
+        a.write_all(b"y").unwrap();
+        assert_eq!(wait(&p, Some(Duration::ZERO)).len(), 1);
+        // Re-registering a ready descriptor reports it, in either mode.
+        p.reregister(fd, edge, 1).unwrap();
+        assert_eq!(wait(&p, Some(Duration::ZERO))[0].gen, 1);
+        p.reregister(fd, READ, 2).unwrap();
+        assert_eq!(wait(&p, Some(Duration::ZERO)).len(), 1);
+        assert_eq!(wait(&p, Some(Duration::ZERO)).len(), 1);
+        let mut two = [0u8; 2];
+        b.read_exact(&mut two).unwrap();
+        assert!(wait(&p, Some(Duration::ZERO)).is_empty());
+    }
+
+    #[test]
+    fn edge_triggered_registrations_hear_of_urgent_data() {
+        use std::net::{TcpListener, TcpStream};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        let p = Poller::new().unwrap();
+        let edge = Interest { edge: true, ..READ };
+        p.register(b.as_raw_fd(), edge, 0).unwrap();
+        // SAFETY: send of one byte from a live buffer on a connected socket.
+        let n = unsafe { libc::send(a.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+        assert_eq!(n, 1);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let ev = loop {
+            let ev = wait(&p, Some(Duration::from_millis(100)));
+            if !ev.is_empty() || Instant::now() > deadline {
+                break ev;
+            }
+        };
+        assert!(ev[0].urgent && ev[0].readable);
+        // A level-triggered registration does not ask for it.
+        p.reregister(b.as_raw_fd(), READ, 1).unwrap();
+        let ev = wait(&p, Some(Duration::ZERO));
+        assert!(ev.iter().all(|e| !e.urgent));
     }
 
     #[test]
@@ -288,7 +375,9 @@ mod tests {
                 fd,
                 gen: 7,
                 readable: false,
-                writable: true
+                writable: true,
+                urgent: false,
+                hangup: false
             }]
         );
         p.deregister(fd).unwrap();
@@ -304,7 +393,7 @@ mod tests {
         drop(a);
         let ev = wait(&p, Some(Duration::ZERO));
         assert_eq!(ev.len(), 1);
-        assert!(ev[0].readable);
+        assert!(ev[0].readable && ev[0].hangup);
     }
 
     #[test]

@@ -20,6 +20,10 @@
 //!   current one, comes from such a leftover, and the registry then rebuilds the epoll instance
 //!   from its table ([`Registry::rebuilds`] counts it), so a leftover can neither spin the loop
 //!   nor wake another descriptor's callback.
+//! - An edge-triggered registration that reports urgent data or a hang-up becomes
+//!   level-triggered for as long as the descriptor stays watched: its caller reads until a short
+//!   read, and then more may be left that no new edge would report (a TCP read stops short at
+//!   the urgent mark; the end of the stream comes after the data).
 //!
 //! The registry holds no callbacks: the caller keeps those, by descriptor, and says here what
 //! each descriptor is wanted for.
@@ -37,6 +41,9 @@ struct Slot {
     /// What the kernel was told (empty: not registered, after a rebuild failed to re-add it).
     kernel: Interest,
     gen: u32,
+    /// Urgent data or a hang-up was reported: `edge` is ignored from then on (see the module's
+    /// guarantees).
+    level_only: bool,
 }
 
 /// The descriptors watched, and the epoll instance that watches them.
@@ -51,7 +58,7 @@ pub struct Registry {
 }
 
 fn is_subset(a: Interest, b: Interest) -> bool {
-    (!a.read || b.read) && (!a.write || b.write)
+    (!a.read || b.read) && (!a.write || b.write) && a.edge == b.edge
 }
 
 impl Registry {
@@ -120,10 +127,16 @@ impl Registry {
     /// `same_file`: the caller knows `fd` names the same open file as when it last stopped
     /// watching it (it holds the socket object, and it is not closed), so a deferred removal can
     /// simply be taken back. On error nothing changes.
-    pub fn set(&mut self, fd: RawFd, wanted: Interest, same_file: bool) -> io::Result<()> {
-        let empty = Interest::default();
-        let known = self.slots.get(&fd).map(|s| (s.wanted, s.kernel, s.gen));
-        let Some((was, kernel, gen)) = known else {
+    pub fn set(&mut self, fd: RawFd, mut wanted: Interest, same_file: bool) -> io::Result<()> {
+        let empty = Interest::NONE;
+        if wanted.is_empty() {
+            wanted = empty;
+        }
+        let known = self
+            .slots
+            .get(&fd)
+            .map(|s| (s.wanted, s.kernel, s.gen, s.level_only));
+        let Some((was, kernel, gen, level_only)) = known else {
             if wanted != empty {
                 let gen = self.submit(fd, wanted, None, false)?;
                 self.slots.insert(
@@ -132,11 +145,13 @@ impl Registry {
                         wanted,
                         kernel: wanted,
                         gen,
+                        level_only: false,
                     },
                 );
             }
             return Ok(());
         };
+        wanted.edge &= !level_only;
         if wanted == empty {
             if was != empty {
                 if let Some(s) = self.slots.get_mut(&fd) {
@@ -170,6 +185,24 @@ impl Registry {
         self.slots
             .get(&fd)
             .is_some_and(|s| s.wanted != Interest::default())
+    }
+
+    /// Watch `fd` level-triggered from now on (see the module's guarantees).
+    fn make_level_triggered(&mut self, fd: RawFd) {
+        let Some(slot) = self.slots.get_mut(&fd) else {
+            return;
+        };
+        slot.level_only = true;
+        slot.wanted.edge = false;
+        let level = Interest {
+            edge: false,
+            ..slot.kernel
+        };
+        let gen = slot.gen;
+        slot.kernel = level;
+        // The re-registration reports the descriptor again if it is still readable. It fails
+        // only for a descriptor closed while watched, whose registration is gone or a leftover.
+        let _ = self.poller.reregister(fd, level, gen);
     }
 
     /// Apply the deferred removals.
@@ -227,13 +260,17 @@ impl Registry {
         let result = self.poller.wait(buf, timeout, &mut raw);
         let waker_fd = self.poller.waker().fd();
         let mut leftover = false;
+        let mut to_level = Vec::new();
         for ev in raw.iter() {
             let current = if ev.fd == waker_fd && ev.gen == 0 {
                 true
             } else {
-                self.slots
-                    .get(&ev.fd)
-                    .is_some_and(|s| s.gen == ev.gen && s.wanted != Interest::default())
+                self.slots.get(&ev.fd).is_some_and(|s| {
+                    if (ev.urgent || ev.hangup) && s.kernel.edge {
+                        to_level.push(ev.fd);
+                    }
+                    s.gen == ev.gen && s.wanted != Interest::default()
+                })
             };
             if current {
                 events.push(*ev);
@@ -242,6 +279,9 @@ impl Registry {
             }
         }
         self.raw = raw;
+        for fd in to_level {
+            self.make_level_triggered(fd);
+        }
         result?;
         if leftover {
             self.rebuild()?;
@@ -257,17 +297,13 @@ mod tests {
     use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
     use std::os::unix::net::UnixStream;
 
-    const NONE: Interest = Interest {
-        read: false,
-        write: false,
-    };
-    const READ: Interest = Interest {
+    const NONE: Interest = Interest::NONE;
+    const READ: Interest = Interest::READ;
+    const WRITE: Interest = Interest::WRITE;
+    const EDGE_READ: Interest = Interest {
         read: true,
         write: false,
-    };
-    const WRITE: Interest = Interest {
-        read: false,
-        write: true,
+        edge: true,
     };
 
     fn wait(r: &mut Registry) -> Vec<Event> {
@@ -329,6 +365,7 @@ mod tests {
             Interest {
                 read: true,
                 write: true,
+                edge: false,
             },
             false,
         )
@@ -393,6 +430,82 @@ mod tests {
         assert!(r.is_watched(fd));
         assert!(wait(&mut r).is_empty());
         drop((keep, d2));
+    }
+
+    #[test]
+    fn switching_between_edge_and_level_reports_what_is_ready() {
+        let mut r = Registry::new().unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let fd = b.as_raw_fd();
+        r.set(fd, EDGE_READ, false).unwrap();
+        a.write_all(b"x").unwrap();
+        assert_eq!(fds(&wait(&mut r)), vec![fd]);
+        assert!(wait(&mut r).is_empty());
+        // To level-triggered and back, also through a removal taken back: each change of mode
+        // is submitted, and the kernel reports the data still there.
+        r.set(fd, READ, false).unwrap();
+        assert_eq!(fds(&wait(&mut r)), vec![fd]);
+        assert_eq!(fds(&wait(&mut r)), vec![fd]);
+        r.set(fd, NONE, false).unwrap();
+        r.set(fd, EDGE_READ, true).unwrap();
+        assert_eq!(fds(&wait(&mut r)), vec![fd]);
+        assert!(wait(&mut r).is_empty());
+        assert_eq!(r.rebuilds(), 0);
+    }
+
+    #[test]
+    fn urgent_data_makes_an_edge_registration_level_triggered() {
+        use std::net::{TcpListener, TcpStream};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut a = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (b, _) = l.accept().unwrap();
+        let fd = b.as_raw_fd();
+        let mut r = Registry::new().unwrap();
+        r.set(fd, EDGE_READ, false).unwrap();
+        a.write_all(b"ab").unwrap();
+        // SAFETY: send of one byte from a live buffer on a connected socket.
+        assert_eq!(
+            unsafe { libc::send(a.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) },
+            1
+        );
+        a.write_all(b"cd").unwrap();
+        let mut buf = Vec::new();
+        let mut events = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !events.iter().any(|e: &Event| e.urgent) && std::time::Instant::now() < deadline {
+            r.wait(&mut buf, Some(Duration::from_millis(50)), &mut events)
+                .unwrap();
+        }
+        assert!(events.iter().any(|e| e.urgent));
+        // The read stops short at the urgent mark, with "cd" still queued ...
+        let mut got = [0u8; 16];
+        assert_eq!(std::io::Read::read(&mut &b, &mut got).unwrap(), 2);
+        // ... and is reported again, on every poll, until read; the mode sticks.
+        r.set(fd, EDGE_READ, false).unwrap();
+        for _ in 0..2 {
+            assert_eq!(fds(&wait(&mut r)), vec![fd]);
+        }
+        assert_eq!(std::io::Read::read(&mut &b, &mut got).unwrap(), 2);
+        assert_eq!(&got[..2], b"cd");
+        assert!(wait(&mut r).is_empty());
+    }
+
+    #[test]
+    fn a_hangup_makes_an_edge_registration_level_triggered() {
+        let mut r = Registry::new().unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let fd = b.as_raw_fd();
+        r.set(fd, EDGE_READ, false).unwrap();
+        a.write_all(b"x").unwrap();
+        drop(a);
+        // Data and the end of the stream, in one report.
+        assert_eq!(fds(&wait(&mut r)), vec![fd]);
+        let mut got = [0u8; 16];
+        assert_eq!(std::io::Read::read(&mut &b, &mut got).unwrap(), 1);
+        // The short read drained the data, not the EOF: still reported.
+        assert_eq!(fds(&wait(&mut r)), vec![fd]);
+        assert_eq!(std::io::Read::read(&mut &b, &mut got).unwrap(), 0);
+        assert_eq!(fds(&wait(&mut r)), vec![fd]);
     }
 
     #[test]

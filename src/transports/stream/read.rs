@@ -3,6 +3,11 @@
 //! straight into a `bytes`); a `BufferedProtocol` is filled in place
 //! (`get_buffer`/`buffer_updated`), a TLS protocol's incoming BIO from the buffer; EOF and read
 //! errors as asyncio's `_read_ready` handles them.
+//!
+//! The socket is watched edge-triggered (`LoopCore::watch_read` with `drains`): a `recv` that
+//! fills all it was given may leave more behind, of which no new event would tell, so it asks
+//! the loop to run the reader again in the next lap (`LoopCore::read_again`); so does an
+//! interrupted one. One read per lap, as on asyncio; a shorter read drained the socket.
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -111,6 +116,7 @@ impl StreamCore {
         // writes at most that many bytes at its start. PyBuffer::get refuses non-contiguous ones.
         let n = unsafe { libc::recv(slf.get().fd, view.buf_ptr(), view.len_bytes(), 0) };
         let err = io::Error::last_os_error();
+        Self::after_recv(slf, n, &err, view.len_bytes());
         drop(view);
         if n <= 0 {
             return Self::nothing_received(slf, n, err);
@@ -157,10 +163,11 @@ impl StreamCore {
         let spare = buf.spare(0);
         // SAFETY: recv writes at most spare.len() bytes into `spare`.
         let n = unsafe { libc::recv(this.fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
+        let err = io::Error::last_os_error();
+        Self::after_recv(slf, n, &err, size);
         if n > 0 {
             return Ok(Ok(buf.finish(slf.py(), n as usize)?));
         }
-        let err = io::Error::last_os_error();
         drop(buf);
         Ok(Err(Self::nothing_received(slf, n, err)))
     }
@@ -174,12 +181,23 @@ impl StreamCore {
         let mut buf = this.loop_.get().read_buffer();
         // SAFETY: recv writes at most buf.len() bytes into the buffer we hold locked.
         let n = unsafe { libc::recv(this.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let err = io::Error::last_os_error();
+        Self::after_recv(slf, n, &err, buf.len());
         if n > 0 {
             return Ok((buf, n as usize));
         }
-        let err = io::Error::last_os_error();
         drop(buf);
         Err(Self::nothing_received(slf, n, err))
+    }
+
+    /// A `recv` of `asked` bytes gave `n`: if the socket may still have data (the read was
+    /// full, or interrupted), have the reader run again (see the module's note).
+    fn after_recv(slf: &Bound<'_, Self>, n: isize, err: &io::Error, asked: usize) {
+        let interrupted = n < 0 && err.kind() == io::ErrorKind::Interrupted;
+        if n as usize == asked || interrupted {
+            let this = slf.get();
+            this.loop_.get().read_again(slf.py(), this.fd);
+        }
     }
 
     /// A `recv` that gave `n` <= 0: EOF, or `err` (errno right after the call).

@@ -9,18 +9,39 @@ use std::io;
 
 use oxloop_core::buffers::Chunk;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
-use pyo3::{ffi, intern};
 
 use super::{asyncio_logger, StreamCore, LOG_THRESHOLD_FOR_CONNLOST_WRITES};
 use crate::event_loop::os_error_from;
 use crate::lock::lock;
 
-/// A queued write: a `bytes` object held by reference, or a copy of a mutable buffer.
+/// A queued write: a `bytes` object held by reference (with its buffer's address and length,
+/// read once), or a copy of a mutable buffer.
 pub(super) enum WriteChunk {
-    Bytes(Py<PyBytes>),
+    Bytes {
+        /// Keeps the buffer alive.
+        _obj: Py<PyBytes>,
+        ptr: *const u8,
+        len: usize,
+    },
     Owned(Vec<u8>),
+}
+
+// SAFETY: `ptr` points into the immutable buffer of the bytes object the chunk owns a
+// reference to; moving the chunk to another thread moves that reference with it.
+unsafe impl Send for WriteChunk {}
+
+impl WriteChunk {
+    pub(super) fn bytes(b: &Bound<'_, PyBytes>) -> Self {
+        let data = b.as_bytes();
+        WriteChunk::Bytes {
+            ptr: data.as_ptr(),
+            len: data.len(),
+            _obj: b.clone().unbind(),
+        }
+    }
 }
 
 impl Chunk for WriteChunk {
@@ -28,13 +49,7 @@ impl Chunk for WriteChunk {
         match self {
             // SAFETY: a bytes object is immutable and kept alive by the Py we hold, so its
             // buffer is valid and unchanging for as long as `self` is borrowed.
-            WriteChunk::Bytes(b) => unsafe {
-                let p = b.as_ptr();
-                std::slice::from_raw_parts(
-                    ffi::PyBytes_AsString(p) as *const u8,
-                    ffi::PyBytes_Size(p) as usize,
-                )
-            },
+            WriteChunk::Bytes { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
             WriteChunk::Owned(v) => v,
         }
     }
@@ -53,20 +68,31 @@ impl StreamCore {
     /// Send what is queued, with one writev; then do what asyncio's `_write_ready` does.
     pub(crate) fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
-        let (result, mut done) = {
+        let (result, mut done, settled) = {
             let mut st = lock(&this.st);
             st.flush_scheduled = false;
             if st.queue.is_empty() || st.conn_lost > 0 {
                 return Ok(());
             }
             let mut done = DONE.take();
-            let written =
-                IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut(), &mut done));
-            (written, done)
+            let written = if st.queue.chunk_count() == 1 {
+                st.queue.write_to(this.fd, &mut Vec::new(), &mut done) // one write(2), no iovec
+            } else {
+                IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut(), &mut done))
+            };
+            // All sent, and nothing for `after_write` to do: the common case, settled here.
+            let settled = st.queue.is_empty()
+                && !st.protocol_paused
+                && !st.writing
+                && !st.closing
+                && !st.eof
+                && st.empty_waiter.is_none();
+            (written, done, settled)
         };
         done.clear();
         DONE.set(done);
         match result {
+            Ok(_) if settled => Ok(()),
             Ok(_) => Self::after_write(slf),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Self::watch_writable(slf),
             Err(e) => Self::write_error(slf, e),
@@ -185,18 +211,56 @@ impl StreamCore {
         Ok(())
     }
 
-    /// Queue one chunk: the part of `write()` after its checks.
-    pub(super) fn queue(slf: &Bound<'_, Self>, chunk: WriteChunk) -> PyResult<()> {
+    /// `write(data)` once `data` is a chunk, and each chunk of `writelines` (`what` names the
+    /// method): asyncio's checks (eof, sendfile, an empty chunk, a lost connection), then queue
+    /// it, and have it sent when the callback returns, or now past the high-water mark. One
+    /// lock in the common case.
+    pub(super) fn write_chunk(
+        slf: &Bound<'_, Self>,
+        chunk: WriteChunk,
+        what: &str,
+    ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let over_high = {
             let mut st = lock(&this.st);
-            if let Some(empty) = st.queue.push(chunk) {
+            if st.eof {
                 drop(st);
-                drop(empty);
+                return Err(PyRuntimeError::new_err(format!(
+                    "Cannot call {what}() after write_eof()"
+                )));
+            }
+            if st.empty_waiter.is_some() {
+                drop(st);
+                return Err(PyRuntimeError::new_err(format!(
+                    "unable to {what}; sendfile is in progress"
+                )));
+            }
+            if chunk.as_bytes().is_empty() {
+                drop(st);
                 return Ok(());
             }
-            st.queue.len() > st.high_water
+            if st.conn_lost > 0 {
+                let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
+                st.conn_lost += 1;
+                drop(st);
+                if warn {
+                    asyncio_logger(py)?.call_method1(
+                        intern!(py, "warning"),
+                        ("socket.send() raised exception.",),
+                    )?;
+                }
+                return Ok(());
+            }
+            let _ = st.queue.push(chunk); // not empty: queued
+            let over_high = st.queue.len() > st.high_water;
+            if !over_high && !st.flush_scheduled && !st.writing {
+                st.flush_scheduled = true;
+                drop(st);
+                this.loop_.get().schedule_flush(slf.clone().unbind());
+                return Ok(());
+            }
+            over_high
         };
         if over_high {
             // Past the high-water mark: send now rather than at the end of the lap.
@@ -215,38 +279,12 @@ impl StreamCore {
             Self::schedule(slf)
         }
     }
-
-    /// asyncio's checks at the top of `write()`/`writelines()`; Ok(false): drop the data quietly.
-    pub(super) fn check_writable(&self, py: Python<'_>, what: &str) -> PyResult<bool> {
-        let mut st = lock(&self.st);
-        if st.eof {
-            return Err(PyRuntimeError::new_err(format!(
-                "Cannot call {what}() after write_eof()"
-            )));
-        }
-        if st.empty_waiter.is_some() {
-            return Err(PyRuntimeError::new_err(format!(
-                "unable to {what}; sendfile is in progress"
-            )));
-        }
-        if st.conn_lost > 0 {
-            let warn = st.conn_lost >= LOG_THRESHOLD_FOR_CONNLOST_WRITES;
-            st.conn_lost += 1;
-            drop(st);
-            if warn {
-                asyncio_logger(py)?
-                    .call_method1(intern!(py, "warning"), ("socket.send() raised exception.",))?;
-            }
-            return Ok(false);
-        }
-        Ok(true)
-    }
 }
 
 /// Turn a bytes-like object into a chunk: `bytes` by reference, anything else copied.
 pub(super) fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<WriteChunk> {
     if let Ok(b) = data.cast::<PyBytes>() {
-        return Ok(WriteChunk::Bytes(b.clone().unbind()));
+        return Ok(WriteChunk::bytes(b));
     }
     if data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>() {
         let view = pyo3::buffer::PyBuffer::<u8>::get(data)?;
