@@ -34,6 +34,8 @@ struct Names {
     do_handshake: Py<PyAny>,
     /// `ssl.SSLWantReadError`, `ssl.SSLWantWriteError` (asyncio's `SSLAgainErrors`).
     again: Py<PyAny>,
+    /// `ssl.SSLError`.
+    ssl_error: Py<PyAny>,
     ssl_object: Py<PyAny>,
     /// asyncio's `SSLProtocol`, for the rare paths left to its methods.
     asyncio_class: Py<PyAny>,
@@ -53,6 +55,7 @@ fn names(py: Python<'_>) -> PyResult<&Names> {
             unwrapped: member("UNWRAPPED")?,
             do_handshake: member("DO_HANDSHAKE")?,
             again: sslproto.getattr("SSLAgainErrors")?.unbind(),
+            ssl_error: ssl.getattr("SSLError")?.unbind(),
             ssl_object: ssl.getattr("SSLObject")?.unbind(),
             asyncio_class: sslproto.getattr("SSLProtocol")?.unbind(),
         })
@@ -534,13 +537,79 @@ impl SSLProtocolBase {
         let py = me.obj.py();
         let state = me.get(A::State)?;
         if state.is(names.do_handshake.bind(py)) {
-            me.obj.call_method0(intern!(py, "_do_handshake"))?;
+            self.do_handshake(me, names)?;
         } else if state.is(names.wrapped.bind(py)) {
             self.do_read(me, names, incoming)?;
         } else if state.is(names.flushing.bind(py)) {
             me.obj.call_method0(intern!(py, "_do_flush"))?;
         } else if state.is(names.shutdown.bind(py)) {
-            me.obj.call_method0(intern!(py, "_do_shutdown"))?;
+            self.do_shutdown(me, names)?;
+        }
+        Ok(())
+    }
+
+    /// One step of the SSL object, as asyncio's `_do_handshake`/`_do_shutdown` handle it:
+    /// `method` of the SSL object, or `c_method` of its C object when it is a plain
+    /// `ssl.SSLObject` (whose method only calls that). More to exchange: send what came out
+    /// (`Ok(None)`); an `ssl.SSLError` ends the step with it (`Ok(Some(exc))`); success is
+    /// `Ok(Some(None))`. Any other exception propagates.
+    fn ssl_step<'py>(
+        &self,
+        me: &Inst<'_, 'py>,
+        names: &Names,
+        method: &Bound<'py, PyString>,
+        c_method: &Bound<'py, PyString>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = me.obj.py();
+        let sslobj = me.get(A::Sslobj)?;
+        let called = match self.c_sslobj(py, &sslobj) {
+            Some(c) => c.call_method0(c_method),
+            None => sslobj.call_method0(method),
+        };
+        match called {
+            Ok(_) => Ok(Some(py.None().into_bound(py))),
+            Err(e) if is_again(py, &e, names) => {
+                Self::process_outgoing(me)?;
+                Ok(None)
+            }
+            Err(e) if e.matches(py, names.ssl_error.bind(py))? => {
+                Ok(Some(e.into_value(py).into_bound(py).into_any()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// asyncio's `_do_handshake`.
+    fn do_handshake(&self, me: &Inst<'_, '_>, names: &Names) -> PyResult<()> {
+        let py = me.obj.py();
+        let step = intern!(py, "do_handshake");
+        if let Some(outcome) = self.ssl_step(me, names, step, step)? {
+            me.obj
+                .call_method1(intern!(py, "_on_handshake_complete"), (outcome,))?;
+        }
+        Ok(())
+    }
+
+    /// asyncio's `_do_shutdown`.
+    fn do_shutdown(&self, me: &Inst<'_, '_>, names: &Names) -> PyResult<()> {
+        let py = me.obj.py();
+        let outcome = if me.obj.getattr(intern!(py, "_eof_received"))?.is_truthy()? {
+            Some(py.None().into_bound(py))
+        } else {
+            self.ssl_step(me, names, intern!(py, "unwrap"), intern!(py, "shutdown"))?
+        };
+        match outcome {
+            None => {}
+            Some(exc) if !exc.is_none() => {
+                me.obj
+                    .call_method1(intern!(py, "_on_shutdown_complete"), (exc,))?;
+            }
+            Some(_) => {
+                Self::process_outgoing(me)?;
+                me.obj.call_method0(intern!(py, "_call_eof_received"))?;
+                me.obj
+                    .call_method1(intern!(py, "_on_shutdown_complete"), (py.None(),))?;
+            }
         }
         Ok(())
     }
@@ -666,6 +735,16 @@ impl SSLProtocolBase {
         }
         let incoming = me.get(A::Incoming)?;
         slf.get().do_read(&me, names, &incoming)
+    }
+
+    /// asyncio's `_do_handshake`.
+    fn _do_handshake(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().do_handshake(&Inst::new(slf), names(slf.py())?)
+    }
+
+    /// asyncio's `_do_shutdown`.
+    fn _do_shutdown(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().do_shutdown(&Inst::new(slf), names(slf.py())?)
     }
 
     /// asyncio's `_do_write`.
