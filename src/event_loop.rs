@@ -29,7 +29,7 @@ use crate::lock::lock;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::handles::{release, traverse_owned, untrack, Handle, LoopRef, TimerHandle};
+use crate::handles::{release, traverse_owned, untrack, Args, Handle, LoopRef, TimerHandle};
 use crate::sock_ops::{recv_bytes, SockOp, SockWait};
 use crate::transports::stream::StreamCore;
 use crate::transports::table::TransportTable;
@@ -273,7 +273,7 @@ impl LoopCore {
     fn make_handle(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: impl Into<Args>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Handle> {
         let py = slf.py();
@@ -287,7 +287,7 @@ impl LoopCore {
             .self_ref
             .get_or_init(py, || LoopRef::new(slf.as_any()))
             .clone_ref(py);
-        Handle::create(py, callback.unbind(), args.unbind(), loop_ref, context, tb)
+        Handle::create(py, callback.unbind(), args.into(), loop_ref, context, tb)
     }
 
     #[inline]
@@ -450,7 +450,7 @@ impl LoopCore {
     pub(crate) fn call_soon_impl(
         slf: &Bound<'_, Self>,
         callback: Bound<'_, PyAny>,
-        args: Bound<'_, PyTuple>,
+        args: impl Into<Args>,
         context: Option<Py<PyAny>>,
         threadsafe: bool,
     ) -> PyResult<Py<Handle>> {

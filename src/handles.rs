@@ -86,9 +86,53 @@ impl LoopRef {
     }
 }
 
+/// A handle's arguments: one held alone (`call_soon(cb, arg)`, what a Future does for each
+/// of its callbacks: no tuple made per call, and the callback is called through vectorcall), or
+/// a tuple (none, or several).
+pub(crate) enum Args {
+    One(Py<PyAny>),
+    Tuple(Py<PyTuple>),
+}
+
+impl From<Bound<'_, PyTuple>> for Args {
+    fn from(t: Bound<'_, PyTuple>) -> Self {
+        Args::Tuple(t.unbind())
+    }
+}
+
+impl From<Py<PyTuple>> for Args {
+    fn from(t: Py<PyTuple>) -> Self {
+        Args::Tuple(t)
+    }
+}
+
+impl Args {
+    fn clone_ref(&self, py: Python<'_>) -> Self {
+        match self {
+            Args::One(a) => Args::One(a.clone_ref(py)),
+            Args::Tuple(t) => Args::Tuple(t.clone_ref(py)),
+        }
+    }
+
+    /// As asyncio's `_args`: a tuple.
+    pub(crate) fn tuple(&self, py: Python<'_>) -> PyResult<Py<PyTuple>> {
+        match self {
+            Args::One(a) => Ok(PyTuple::new(py, [a])?.unbind()),
+            Args::Tuple(t) => Ok(t.clone_ref(py)),
+        }
+    }
+
+    fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        match self {
+            Args::One(a) => visit.call(a),
+            Args::Tuple(t) => visit.call(t),
+        }
+    }
+}
+
 /// What a handle calls; emptied by `cancel()`.
 struct CallSlot {
-    call: Option<(Py<PyAny>, Py<PyTuple>)>,
+    call: Option<(Py<PyAny>, Args)>,
     /// The `repr` kept on cancel in debug mode, as asyncio keeps `_repr`.
     repr: Option<String>,
 }
@@ -113,7 +157,7 @@ impl Handle {
     pub(crate) fn create(
         py: Python<'_>,
         callback: Py<PyAny>,
-        args: Py<PyTuple>,
+        args: Args,
         loop_: LoopRef,
         context: Option<Py<PyAny>>,
         source_traceback: Option<Py<PyAny>>,
@@ -142,7 +186,7 @@ impl Handle {
         if let Ok(slot) = self.call.try_lock() {
             if let Some((c, a)) = slot.call.as_ref() {
                 visit.call(c)?;
-                visit.call(a)?;
+                a.traverse(visit)?;
             }
         }
         Ok(())
@@ -155,7 +199,7 @@ impl Handle {
 
     /// The callback and its arguments, unless cancelled.
     #[inline]
-    pub(crate) fn callback_and_args(&self, py: Python<'_>) -> Option<(Py<PyAny>, Py<PyTuple>)> {
+    pub(crate) fn callback_and_args(&self, py: Python<'_>) -> Option<(Py<PyAny>, Args)> {
         let slot = lock(&self.call);
         slot.call
             .as_ref()
@@ -187,18 +231,17 @@ impl Handle {
 
     /// Call the callback inside its context.
     #[inline]
-    fn call(&self, py: Python<'_>, callback: &Py<PyAny>, args: &Py<PyTuple>) -> PyResult<()> {
+    fn call(&self, py: Python<'_>, callback: &Py<PyAny>, args: &Args) -> PyResult<()> {
         let ctx = self.context.as_ptr();
         // SAFETY: `ctx` is a live object owned by `self`; PyContext_Enter type-checks it and
         // fails (with an exception set) if it is not a Context or is already entered.
         if unsafe { ffi::PyContext_Enter(ctx) } < 0 {
             return Err(PyErr::fetch(py));
         }
-        let args = args.bind(py);
-        let result = if args.is_empty() {
-            callback.bind(py).call0()
-        } else {
-            callback.bind(py).call1(args)
+        let result = match args {
+            Args::One(a) => callback.bind(py).call1((a.bind(py),)),
+            Args::Tuple(t) if t.bind(py).is_empty() => callback.bind(py).call0(),
+            Args::Tuple(t) => callback.bind(py).call1(t.bind(py)),
         };
         // SAFETY: we entered `ctx` above on this thread, so exiting it is valid.
         if unsafe { ffi::PyContext_Exit(ctx) } < 0 {
@@ -225,7 +268,7 @@ impl Handle {
                 {
                     return Err(err);
                 }
-                let cb = format_callback_source(py, &callback, &args)?;
+                let cb = format_callback_source(py, &callback, &args.tuple(py)?)?;
                 let context = PyDict::new(py);
                 context.set_item(
                     intern!(py, "message"),
@@ -263,7 +306,7 @@ impl Handle {
             info.push(format!("when={}", PyFloatRepr(w)));
         }
         if let Some((callback, args)) = self.callback_and_args(py) {
-            let cb = format_callback_source(py, &callback, &args)?;
+            let cb = format_callback_source(py, &callback, &args.tuple(py)?)?;
             info.push(cb.str()?.to_cow()?.into_owned());
         }
         if let Some(tb) = &self.source_traceback {
@@ -306,7 +349,14 @@ impl Handle {
         r#loop: Bound<'_, PyAny>,
         context: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        Handle::create(py, callback, args, LoopRef::new(&r#loop), context, None)
+        Handle::create(
+            py,
+            callback,
+            args.into(),
+            LoopRef::new(&r#loop),
+            context,
+            None,
+        )
     }
 
     fn cancel(&self, py: Python<'_>) {
@@ -339,8 +389,10 @@ impl Handle {
     }
 
     #[getter]
-    fn _args(&self, py: Python<'_>) -> Option<Py<PyTuple>> {
-        self.callback_and_args(py).map(|(_, a)| a)
+    fn _args(&self, py: Python<'_>) -> PyResult<Option<Py<PyTuple>>> {
+        self.callback_and_args(py)
+            .map(|(_, a)| a.tuple(py))
+            .transpose()
     }
 
     #[getter]
@@ -394,7 +446,7 @@ impl TimerHandle {
     ) -> PyResult<PyClassInitializer<Self>> {
         let loop_ = LoopRef::new(&r#loop);
         Ok(TimerHandle::new_init(
-            Handle::create(py, callback, args, loop_, context, None)?,
+            Handle::create(py, callback, args.into(), loop_, context, None)?,
             when,
         ))
     }
@@ -475,7 +527,7 @@ fn same_callback(a: &Bound<'_, TimerHandle>, b: &Bound<'_, TimerHandle>) -> PyRe
     let (xc, yc) = (x.callback_and_args(py), y.callback_and_args(py));
     let same = match (&xc, &yc) {
         (Some((c1, a1)), Some((c2, a2))) => {
-            c1.bind(py).eq(c2.bind(py))? && a1.bind(py).eq(a2.bind(py))?
+            c1.bind(py).eq(c2.bind(py))? && a1.tuple(py)?.bind(py).eq(a2.tuple(py)?.bind(py))?
         }
         (None, None) => true,
         _ => false,
