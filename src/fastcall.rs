@@ -21,10 +21,11 @@ use pyo3::intern;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple, PyType};
 
 use crate::event_loop::LoopCore;
 use crate::handles::Args;
+use crate::transports::sslproto::SSLProtocolBase;
 use crate::transports::stream::StreamCore;
 
 /// Parse `(callback, *args, context=None)` and run `call_soon_impl`.
@@ -274,16 +275,62 @@ unsafe extern "C" fn transport_is_closing(
     }))
 }
 
+/// The TLS application transport's `write(data)` (`oxloop._sslproto._SSLProtocolTransport`):
+/// asyncio's checks, then its protocol's `_write_appdata((data,))`, natively for oxloop's.
+///
+/// # Safety
+/// Called by CPython as a METH_O method: `slf` and `data` are valid borrowed references.
+unsafe extern "C" fn ssl_transport_write(
+    slf: *mut ffi::PyObject,
+    data: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        // SAFETY: CPython calls methods with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: both are valid borrowed references (see above).
+        let (slf, data) = unsafe {
+            (
+                Bound::from_borrowed_ptr(py, slf),
+                Bound::from_borrowed_ptr(py, data),
+            )
+        };
+        if !(data.is_instance_of::<PyBytes>()
+            || data.is_instance_of::<PyByteArray>()
+            || data.is_instance_of::<PyMemoryView>())
+        {
+            return Err(PyTypeError::new_err(format!(
+                "data: expecting a bytes-like instance, got {}",
+                data.get_type().name()?
+            )));
+        }
+        if !data.is_truthy()? {
+            return Ok(py.None());
+        }
+        let protocol = slf.getattr(intern!(py, "_ssl_protocol"))?;
+        let list_of_data = PyTuple::new(py, [&data])?;
+        match protocol.cast::<SSLProtocolBase>() {
+            Ok(p) => SSLProtocolBase::write_appdata(p, &list_of_data)?,
+            Err(_) => {
+                protocol.call_method1(intern!(py, "_write_appdata"), (list_of_data,))?;
+            }
+        }
+        Ok(py.None())
+    }))
+}
+
+const SSL_WRITE_DOC: &CStr = c"write($self, data, /)\n--\n\n\
+Write some data bytes to the transport (encrypted and queued).";
 const TRANSPORT_WRITE_DOC: &CStr = c"write($self, data, /)\n--\n\n\
 Write some data bytes to the transport (queued; sent when the current callback returns).";
 const TRANSPORT_IS_CLOSING_DOC: &CStr = c"is_closing($self, /)\n--\n\n\
 Return True if the transport is closing or closed.";
 
-/// `_SocketTransport`'s native methods, by name (`oxloop._oxloop.transport_methods`): method
+/// `_SocketTransport`'s native methods, by name (`oxloop._oxloop.transport_methods`), and the
+/// TLS application transport's `write` (`ssl_write`): method
 /// descriptors of `object`, so that the class they are set on needs no native base, and the
 /// interpreter calls them with no bound method object.
 pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    let methods: [(&'static CStr, ffi::PyMethodDefPointer, c_int, &'static CStr); 2] = [
+    let methods: [(&'static CStr, ffi::PyMethodDefPointer, c_int, &'static CStr); 3] = [
         (
             c"write",
             ffi::PyMethodDefPointer {
@@ -299,6 +346,14 @@ pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
             },
             ffi::METH_NOARGS,
             TRANSPORT_IS_CLOSING_DOC,
+        ),
+        (
+            c"ssl_write",
+            ffi::PyMethodDefPointer {
+                PyCFunction: ssl_transport_write,
+            },
+            ffi::METH_O,
+            SSL_WRITE_DOC,
         ),
     ];
     let dict = PyDict::new(py);

@@ -266,3 +266,31 @@ def test_protocol_state_is_asyncio_s(loop, certs):
         return seen
 
     assert loop.run_until_complete(main()) == ("WRAPPED", True, 0, True, False)
+
+
+def test_application_transport_write_checks_as_on_asyncio(loop, stock_loop, certs):
+    """The TLS application transport's write: asyncio's TypeError for what is not a buffer,
+    nothing for an empty one; it is an asyncio _SSLProtocolTransport."""
+
+    def run(loop):
+        async def main():
+            server, port = await echo_server(loop, certs)
+            transport, _ = await connect(loop, certs, asyncio.Protocol, port)
+            outcome = [isinstance(transport, asyncio.sslproto._SSLProtocolTransport)]
+            for data in ("x", 1, None, b"", bytearray(), memoryview(b"")):
+                try:
+                    transport.write(data)
+                    outcome.append("ok")
+                except TypeError as exc:
+                    outcome.append(str(exc))
+            outcome.append(transport.get_write_buffer_size())
+            transport.close()
+            server.close()
+            await server.wait_closed()
+            return outcome
+
+        return loop.run_until_complete(main())
+
+    ours = run(loop)
+    assert ours == run(stock_loop)
+    assert ours[0] is True and ours[-4:] == ["ok", "ok", "ok", 0]

@@ -760,6 +760,16 @@ impl SSLProtocolBase {
 
     /// asyncio's `_write_appdata`: what the application transport's `write`/`writelines` call.
     fn _write_appdata(slf: &Bound<'_, Self>, list_of_data: &Bound<'_, PyAny>) -> PyResult<()> {
+        Self::write_appdata(slf, list_of_data)
+    }
+}
+
+impl SSLProtocolBase {
+    /// asyncio's `_write_appdata` (see `_write_appdata`).
+    pub(crate) fn write_appdata(
+        slf: &Bound<'_, Self>,
+        list_of_data: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let py = slf.py();
         let names = names(py)?;
         let me = Inst::new(slf);
