@@ -231,6 +231,32 @@ fn core_of<'py>(transport: &Bound<'py, PyAny>) -> PyResult<Bound<'py, StreamCore
         .cast_into::<StreamCore>()?)
 }
 
+/// The body of a METH_O method that returns None: `body(self, arg)`, its error raised and a
+/// panic caught as `guarded` does.
+///
+/// # Safety
+/// Called from a METH_O method: `slf` and `arg` are valid borrowed references, and the thread
+/// state is attached.
+unsafe fn meth_o(
+    slf: *mut ffi::PyObject,
+    arg: *mut ffi::PyObject,
+    body: impl FnOnce(&Bound<'_, PyAny>, &Bound<'_, PyAny>) -> PyResult<()>,
+) -> *mut ffi::PyObject {
+    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        // SAFETY: CPython calls methods with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: both are valid borrowed references (see above).
+        let (slf, arg) = unsafe {
+            (
+                Bound::from_borrowed_ptr(py, slf),
+                Bound::from_borrowed_ptr(py, arg),
+            )
+        };
+        body(&slf, &arg)?;
+        Ok(py.None())
+    }))
+}
+
 /// `_SocketTransport.write(data)`: the transport's core writes.
 ///
 /// # Safety
@@ -239,19 +265,12 @@ unsafe extern "C" fn transport_write(
     slf: *mut ffi::PyObject,
     data: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
-        // SAFETY: CPython calls methods with an attached thread state.
-        let py = unsafe { Python::assume_attached() };
-        // SAFETY: both are valid borrowed references (see above).
-        let (slf, data) = unsafe {
-            (
-                Bound::from_borrowed_ptr(py, slf),
-                Bound::from_borrowed_ptr(py, data),
-            )
-        };
-        StreamCore::write(&core_of(&slf)?, &data)?;
-        Ok(py.None())
-    }))
+    // SAFETY: as this function's contract.
+    unsafe {
+        meth_o(slf, data, |slf, data| {
+            StreamCore::write(&core_of(slf)?, data)
+        })
+    }
 }
 
 /// `_SocketTransport.is_closing()` (streams' `drain()` asks it on every call).
@@ -284,38 +303,33 @@ unsafe extern "C" fn ssl_transport_write(
     slf: *mut ffi::PyObject,
     data: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
-        // SAFETY: CPython calls methods with an attached thread state.
-        let py = unsafe { Python::assume_attached() };
-        // SAFETY: both are valid borrowed references (see above).
-        let (slf, data) = unsafe {
-            (
-                Bound::from_borrowed_ptr(py, slf),
-                Bound::from_borrowed_ptr(py, data),
-            )
-        };
-        if !(data.is_instance_of::<PyBytes>()
-            || data.is_instance_of::<PyByteArray>()
-            || data.is_instance_of::<PyMemoryView>())
-        {
-            return Err(PyTypeError::new_err(format!(
-                "data: expecting a bytes-like instance, got {}",
-                data.get_type().name()?
-            )));
-        }
-        if !data.is_truthy()? {
-            return Ok(py.None());
-        }
-        let protocol = slf.getattr(intern!(py, "_ssl_protocol"))?;
-        let list_of_data = PyTuple::new(py, [&data])?;
-        match protocol.cast::<SSLProtocolBase>() {
-            Ok(p) => SSLProtocolBase::write_appdata(p, &list_of_data)?,
-            Err(_) => {
-                protocol.call_method1(intern!(py, "_write_appdata"), (list_of_data,))?;
-            }
-        }
-        Ok(py.None())
-    }))
+    // SAFETY: as this function's contract.
+    unsafe { meth_o(slf, data, ssl_write) }
+}
+
+/// `ssl_transport_write`'s body: asyncio's `_SSLProtocolTransport.write`.
+fn ssl_write(slf: &Bound<'_, PyAny>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    let py = slf.py();
+    if !(data.is_instance_of::<PyBytes>()
+        || data.is_instance_of::<PyByteArray>()
+        || data.is_instance_of::<PyMemoryView>())
+    {
+        return Err(PyTypeError::new_err(format!(
+            "data: expecting a bytes-like instance, got {}",
+            data.get_type().name()?
+        )));
+    }
+    if !data.is_truthy()? {
+        return Ok(());
+    }
+    let protocol = slf.getattr(intern!(py, "_ssl_protocol"))?;
+    let list_of_data = PyTuple::new(py, [data])?;
+    match protocol.cast::<SSLProtocolBase>() {
+        Ok(p) => SSLProtocolBase::write_appdata(p, &list_of_data),
+        Err(_) => protocol
+            .call_method1(intern!(py, "_write_appdata"), (list_of_data,))
+            .map(drop),
+    }
 }
 
 const SSL_WRITE_DOC: &CStr = c"write($self, data, /)\n--\n\n\
