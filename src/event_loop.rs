@@ -88,7 +88,7 @@ struct FdHandles {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
     /// The reader reads until a short read and asks for more with `LoopCore::read_again`, so
-    /// the descriptor can be watched edge-triggered (see `watch_read`).
+    /// the descriptor can be watched edge-triggered (see `watch_stream_read`).
     reader_drains: bool,
 }
 
@@ -331,7 +331,7 @@ impl LoopCore {
     /// registry's deferred removal back (see `oxloop_core::registry`): the object is held
     /// meanwhile, so no other can take its address, and a closed socket has no `fd` to pass.
     ///
-    /// `drains`, for a reader: see `watch_read`.
+    /// `drains`, for a reader: see `watch_stream_read`.
     #[allow(clippy::too_many_arguments)]
     fn set_fd_handle(
         &self,
@@ -476,30 +476,30 @@ impl LoopCore {
         Ok(handle)
     }
 
-    /// `_add_reader(fd, callback)` from native code: run `callback()` whenever `fd` is readable.
+    /// `_add_reader(fd, core._read_ready)` for a stream transport's core: run its read whenever
+    /// `fd` is readable, called directly (see `Handle::stream_reader`).
     ///
-    /// `drains`: each run of `callback` reads until the descriptor is drained (a read that
-    /// gives less than it asked for, or EAGAIN, or EOF) or else calls `read_again`. Then the
-    /// descriptor is watched edge-triggered: the kernel does not re-check it on every poll
-    /// (cheaper per event), and it is reported once for each arrival of data.
-    pub(crate) fn watch_read(
+    /// The reader drains: each read goes until the descriptor is drained (a read that gives less
+    /// than it asked for, or EAGAIN, or EOF) or else calls `read_again`. So the descriptor is
+    /// watched edge-triggered: the kernel does not re-check it on every poll (cheaper per
+    /// event), and it is reported once for each arrival of data.
+    pub(crate) fn watch_stream_read(
         slf: &Bound<'_, Self>,
         fd: RawFd,
-        callback: Bound<'_, PyAny>,
-        drains: bool,
+        core: &Bound<'_, StreamCore>,
     ) -> PyResult<()> {
         let py = slf.py();
         slf.get().check_closed()?;
-        let handle = Py::new(
-            py,
-            Self::make_handle(slf, callback, PyTuple::empty(py), None)?,
-        )?;
+        let callback = core.getattr(intern!(py, "_read_ready"))?;
+        let mut handle = Self::make_handle(slf, callback, PyTuple::empty(py), None)?;
+        handle.stream_reader = Some(core.clone().unbind());
+        let handle = Py::new(py, handle)?;
         slf.get()
-            .set_fd_handle(py, fd, false, Some(handle), None, drains)
+            .set_fd_handle(py, fd, false, Some(handle), None, true)
             .map(drop)
     }
 
-    /// A draining reader (see `watch_read`) read as much as it asked for: more may be waiting,
+    /// A draining reader (see `watch_stream_read`) read as much as it asked for: more may be waiting,
     /// of which an edge-triggered poll would say nothing. Run its handle again in the next lap,
     /// as a level-triggered poll would.
     pub(crate) fn read_again(&self, py: Python<'_>, fd: RawFd) {

@@ -18,6 +18,7 @@ use pyo3::types::{PyDict, PyTuple, PyWeakrefMethods, PyWeakrefReference};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::LoopCore;
+use crate::transports::stream::StreamCore;
 use pyo3::{ffi, intern};
 
 /// `asyncio.format_helpers._format_callback_source`, imported once.
@@ -150,6 +151,9 @@ pub struct Handle {
     pub(crate) loop_: LoopRef,
     pub(crate) cancelled: AtomicBool,
     pub(crate) source_traceback: Option<Py<PyAny>>,
+    /// For a stream transport's reader, whose callback is its core's `_read_ready`: the core,
+    /// read from directly (no call through the interpreter per event).
+    pub(crate) stream_reader: Option<Py<StreamCore>>,
 }
 
 impl Handle {
@@ -178,7 +182,18 @@ impl Handle {
             loop_,
             cancelled: AtomicBool::new(false),
             source_traceback,
+            stream_reader: None,
         })
+    }
+
+    /// Visit every object the handle holds (its `__traverse__`, and the loop's for a handle
+    /// only the loop holds).
+    fn traverse_fields(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.traverse_call(visit)?;
+        visit.call(&self.context)?;
+        self.loop_.traverse(visit)?;
+        visit.call(&self.source_traceback)?;
+        visit.call(&self.stream_reader)
     }
 
     /// Visit the callback and arguments; never blocks (the collector may run at any time).
@@ -232,24 +247,33 @@ impl Handle {
     /// Call the callback inside its context.
     #[inline]
     fn call(&self, py: Python<'_>, callback: &Py<PyAny>, args: &Args) -> PyResult<()> {
+        self.in_context(py, || {
+            match args {
+                Args::One(a) => callback.bind(py).call1((a.bind(py),)),
+                Args::Tuple(t) if t.bind(py).is_empty() => callback.bind(py).call0(),
+                Args::Tuple(t) => callback.bind(py).call1(t.bind(py)),
+            }
+            .map(drop)
+        })
+    }
+
+    /// Run `f` inside the handle's context.
+    #[inline]
+    fn in_context(&self, py: Python<'_>, f: impl FnOnce() -> PyResult<()>) -> PyResult<()> {
         let ctx = self.context.as_ptr();
         // SAFETY: `ctx` is a live object owned by `self`; PyContext_Enter type-checks it and
         // fails (with an exception set) if it is not a Context or is already entered.
         if unsafe { ffi::PyContext_Enter(ctx) } < 0 {
             return Err(PyErr::fetch(py));
         }
-        let result = match args {
-            Args::One(a) => callback.bind(py).call1((a.bind(py),)),
-            Args::Tuple(t) if t.bind(py).is_empty() => callback.bind(py).call0(),
-            Args::Tuple(t) => callback.bind(py).call1(t.bind(py)),
-        };
+        let result = f();
         // SAFETY: we entered `ctx` above on this thread, so exiting it is valid.
         if unsafe { ffi::PyContext_Exit(ctx) } < 0 {
             let exit_err = PyErr::fetch(py);
             result?;
             return Err(exit_err);
         }
-        result.map(drop)
+        result
     }
 
     /// Run the handle as asyncio's `Handle._run` does. Returns an error only for
@@ -257,39 +281,62 @@ impl Handle {
     pub(crate) fn run(slf: &Bound<'_, Handle>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
+        if let Some(core) = &this.stream_reader {
+            if this.is_cancelled() {
+                return Ok(());
+            }
+            let result = this.in_context(py, || StreamCore::read_ready(core.bind(py)));
+            return match result {
+                Ok(()) => Ok(()),
+                Err(err) => match this.callback_and_args(py) {
+                    Some((callback, args)) => this.report(slf, err, &callback, &args),
+                    None => Err(err),
+                },
+            };
+        }
         let Some((callback, args)) = this.callback_and_args(py) else {
             return Ok(());
         };
         match this.call(py, &callback, &args) {
             Ok(()) => Ok(()),
-            Err(err) => {
-                if err.is_instance_of::<PySystemExit>(py)
-                    || err.is_instance_of::<PyKeyboardInterrupt>(py)
-                {
-                    return Err(err);
-                }
-                let cb = format_callback_source(py, &callback, &args.tuple(py)?)?;
-                let context = PyDict::new(py);
-                context.set_item(
-                    intern!(py, "message"),
-                    format!("Exception in callback {}", cb.str()?.to_cow()?),
-                )?;
-                context.set_item(intern!(py, "exception"), err.value(py))?;
-                context.set_item(intern!(py, "handle"), slf)?;
-                if let Some(tb) = &this.source_traceback {
-                    if tb.bind(py).is_truthy()? {
-                        context.set_item(intern!(py, "source_traceback"), tb)?;
-                    }
-                }
-                match this.loop_.get(py) {
-                    Some(l) => {
-                        l.call_method1(intern!(py, "call_exception_handler"), (context,))?;
-                    }
-                    None => err.write_unraisable(py, Some(slf.as_any())),
-                }
-                Ok(())
+            Err(err) => this.report(slf, err, &callback, &args),
+        }
+    }
+
+    /// What asyncio's `Handle._run` does with an exception of the callback: `SystemExit` and
+    /// `KeyboardInterrupt` propagate; any other goes to the loop's exception handler.
+    fn report(
+        &self,
+        slf: &Bound<'_, Handle>,
+        err: PyErr,
+        callback: &Py<PyAny>,
+        args: &Args,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = self;
+        if err.is_instance_of::<PySystemExit>(py) || err.is_instance_of::<PyKeyboardInterrupt>(py) {
+            return Err(err);
+        }
+        let cb = format_callback_source(py, callback, &args.tuple(py)?)?;
+        let context = PyDict::new(py);
+        context.set_item(
+            intern!(py, "message"),
+            format!("Exception in callback {}", cb.str()?.to_cow()?),
+        )?;
+        context.set_item(intern!(py, "exception"), err.value(py))?;
+        context.set_item(intern!(py, "handle"), slf)?;
+        if let Some(tb) = &this.source_traceback {
+            if tb.bind(py).is_truthy()? {
+                context.set_item(intern!(py, "source_traceback"), tb)?;
             }
         }
+        match this.loop_.get(py) {
+            Some(l) => {
+                l.call_method1(intern!(py, "call_exception_handler"), (context,))?;
+            }
+            None => err.write_unraisable(py, Some(slf.as_any())),
+        }
+        Ok(())
     }
 
     /// The words of asyncio's `_repr_info`, with `when=` inserted for timers.
@@ -364,11 +411,7 @@ impl Handle {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        self.traverse_call(&visit)?;
-        visit.call(&self.context)?;
-        self.loop_.traverse(&visit)?;
-        visit.call(&self.source_traceback)?;
-        Ok(())
+        self.traverse_fields(&visit)
     }
 
     fn cancelled(&self) -> bool {
@@ -562,9 +605,5 @@ pub(crate) fn traverse_owned(h: &Py<Handle>, visit: &PyVisit<'_>) -> Result<(), 
     if tracked || refcnt > 1 {
         return visit.call(h);
     }
-    let this = h.get();
-    this.traverse_call(visit)?;
-    visit.call(&this.context)?;
-    this.loop_.traverse(visit)?;
-    visit.call(&this.source_traceback)
+    h.get().traverse_fields(visit)
 }

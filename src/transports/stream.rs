@@ -472,8 +472,7 @@ impl StreamCore {
         if !this.is_reading() {
             return Ok(());
         }
-        let read_ready = slf.getattr(intern!(slf.py(), "_read_ready"))?;
-        LoopCore::watch_read(this.loop_.bind(slf.py()), this.fd, read_ready, true)
+        LoopCore::watch_stream_read(this.loop_.bind(slf.py()), this.fd, slf)
     }
 
     /// The descriptor is writable again: send what is queued.

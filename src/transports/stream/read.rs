@@ -4,7 +4,7 @@
 //! (`get_buffer`/`buffer_updated`), a TLS protocol's incoming BIO from the buffer; EOF and read
 //! errors as asyncio's `_read_ready` handles them.
 //!
-//! The socket is watched edge-triggered (`LoopCore::watch_read` with `drains`): a `recv` that
+//! The socket is watched edge-triggered (`LoopCore::watch_stream_read`): a `recv` that
 //! fills all it was given may leave more behind, of which no new event would tell, so it asks
 //! the loop to run the reader again in the next lap (`LoopCore::read_again`); so does an
 //! interrupted one. One read per lap, as on asyncio; a shorter read drained the socket.
@@ -35,7 +35,7 @@ const DIRECT_READ_MAX: usize = 120 * 1024;
 
 impl StreamCore {
     /// The descriptor is readable: read once and hand the data to the protocol.
-    pub(super) fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(crate) fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let (protocol, buffered) = {
