@@ -622,13 +622,22 @@ impl LoopCore {
             return Ok(());
         }
         loop {
-            let Some(core) = lock(&self.flush_queue).pop_front() else {
-                return Ok(());
+            // One lock per transport: the pop says whether others are queued behind it.
+            let (core, more) = {
+                let mut queue = lock(&self.flush_queue);
+                match queue.pop_front() {
+                    Some(core) => (core, !queue.is_empty()),
+                    None => return Ok(()),
+                }
             };
             if let Err(e) = StreamCore::flush(core.bind(py)) {
                 // The others stay queued for the next lap.
                 self.flush_pending.store(true, Ordering::Relaxed);
                 return Err(e);
+            }
+            // Done, unless the flush (a protocol resumed by it, say) queued another.
+            if !more && !self.flush_pending.swap(false, Ordering::Relaxed) {
+                return Ok(());
             }
         }
     }
