@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use crate::lock::{Mutex, MutexGuard};
 
 use oxloop_core::poller::{Event, Interest, Waker};
 use oxloop_core::registry::Registry;
@@ -1148,7 +1148,7 @@ impl LoopCore {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         // Never block in the collector: a locked state is being used by the loop right now,
         // which means the loop is reachable anyway.
-        if let Ok(st) = self.state.try_lock() {
+        if let Some(st) = self.state.try_lock() {
             for h in st.ready.iter().chain(st.timers.iter()) {
                 traverse_owned(h, &visit)?;
             }
@@ -1164,7 +1164,7 @@ impl LoopCore {
                 visit.call(sock)?;
             }
         }
-        if let Ok(f) = self.task_factory.try_lock() {
+        if let Some(f) = self.task_factory.try_lock() {
             visit.call(&*f)?;
         }
         Ok(())

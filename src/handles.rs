@@ -7,7 +7,7 @@
 //! which propagate as they do on the stock loop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use crate::lock::Mutex;
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;
@@ -198,7 +198,7 @@ impl Handle {
 
     /// Visit the callback and arguments; never blocks (the collector may run at any time).
     fn traverse_call(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(slot) = self.call.try_lock() {
+        if let Some(slot) = self.call.try_lock() {
             if let Some((c, a)) = slot.call.as_ref() {
                 visit.call(c)?;
                 a.traverse(visit)?;

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::Mutex;
+use crate::lock::Mutex;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PySystemExit};
@@ -279,7 +279,7 @@ impl SockWait {
             SockOp::Connect(obj) | SockOp::RecvInto(obj) => visit.call(obj)?,
             SockOp::Recv(_) | SockOp::Accept | SockOp::SendAll { .. } => {}
         }
-        if let Ok(h) = self.handle.try_lock() {
+        if let Some(h) = self.handle.try_lock() {
             visit.call(&*h)?;
         }
         Ok(())

@@ -9,7 +9,7 @@
 //! socket belongs to the Python socket object: this core never closes it.
 
 use std::os::fd::RawFd;
-use std::sync::Mutex;
+use crate::lock::Mutex;
 
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError};
 use pyo3::prelude::*;
@@ -182,7 +182,7 @@ impl DatagramCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
-        if let Ok(st) = self.st.try_lock() {
+        if let Some(st) = self.st.try_lock() {
             if let Some((t, p)) = st.as_ref() {
                 visit.call(t)?;
                 visit.call(p)?;

@@ -12,7 +12,7 @@
 //!   `SSLObject`'s Python methods; a custom `sslobject_class` gets asyncio's own code.
 
 use std::cell::UnsafeCell;
-use std::sync::MutexGuard;
+use crate::lock::MutexGuard;
 
 use pyo3::exceptions::{PyAttributeError, PyException};
 use pyo3::ffi;

@@ -21,7 +21,7 @@
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use crate::lock::Mutex;
 
 use oxloop_core::buffers::WriteQueue;
 use pyo3::exceptions::{
@@ -862,7 +862,7 @@ impl StreamCore {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
         visit.call(&self.sock_obj)?;
-        if let Ok(st) = self.st.try_lock() {
+        if let Some(st) = self.st.try_lock() {
             visit.call(&st.sock)?;
             visit.call(&st.server)?;
             visit.call(&st.extra)?;

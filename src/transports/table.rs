@@ -8,7 +8,7 @@
 //! removes its entry when its connection is lost.
 
 use std::os::fd::RawFd;
-use std::sync::Mutex;
+use crate::lock::Mutex;
 
 use oxloop_core::FdMap;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError};
@@ -109,7 +109,7 @@ impl TransportTable {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Ok(map) = self.map.try_lock() {
+        if let Some(map) = self.map.try_lock() {
             for w in map.values() {
                 visit.call(w)?;
             }

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::sync::atomic::Ordering;
-use std::sync::MutexGuard;
+use crate::lock::MutexGuard;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
