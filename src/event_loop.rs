@@ -10,11 +10,11 @@
 //! Python (a callback may re-enter `call_soon`). Python objects removed under the lock are
 //! dropped after it is released, since dropping one may run arbitrary Python code.
 
+use crate::lock::{Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use crate::lock::{Mutex, MutexGuard};
 
 use oxloop_core::poller::{Event, Interest, Waker};
 use oxloop_core::registry::Registry;
@@ -87,9 +87,6 @@ fn closed_error() -> PyErr {
 struct FdHandles {
     reader: Option<Py<Handle>>,
     writer: Option<Py<Handle>>,
-    /// The reader reads until a short read and asks for more with `LoopCore::read_again`, so
-    /// the descriptor can be watched edge-triggered (see `watch_stream_read`).
-    reader_drains: bool,
 }
 
 impl FdHandles {
@@ -99,7 +96,12 @@ impl FdHandles {
         Interest {
             read: self.reader.is_some(),
             write: self.writer.is_some(),
-            edge: self.reader.is_some() && self.reader_drains && self.writer.is_none(),
+            // A stream transport's reader drains the socket (see `watch_stream_read`).
+            edge: self.writer.is_none()
+                && self
+                    .reader
+                    .as_ref()
+                    .is_some_and(|h| h.get().stream_reader.is_some()),
         }
     }
 }
@@ -330,9 +332,6 @@ impl LoopCore {
     /// parked until the next poll; a wait that then watches for the same socket object takes the
     /// registry's deferred removal back (see `oxloop_core::registry`): the object is held
     /// meanwhile, so no other can take its address, and a closed socket has no `fd` to pass.
-    ///
-    /// `drains`, for a reader: see `watch_stream_read`.
-    #[allow(clippy::too_many_arguments)]
     fn set_fd_handle(
         &self,
         _gil: Python<'_>, // the handles and sockets let go of here are dropped with the GIL held
@@ -340,7 +339,6 @@ impl LoopCore {
         write: bool,
         handle: Option<Py<Handle>>,
         owner: Option<&Bound<'_, PyAny>>,
-        drains: bool,
     ) -> PyResult<bool> {
         let mut io_guard = lock(&self.io);
         let Some(io) = io_guard.as_mut() else {
@@ -356,11 +354,9 @@ impl LoopCore {
             return Ok(false);
         }
         let slot = st.fds.entry(fd).or_default();
-        let old_drains = slot.reader_drains;
         let old = if write {
             std::mem::replace(&mut slot.writer, handle)
         } else {
-            slot.reader_drains = drains && adding;
             std::mem::replace(&mut slot.reader, handle)
         };
         let after = slot.interest();
@@ -381,7 +377,6 @@ impl LoopCore {
         if let Err(err) = result {
             // Undo, so a failed registration leaves nothing behind.
             let slot = st.fds.entry(fd).or_default();
-            slot.reader_drains = old_drains;
             let new = if write {
                 std::mem::replace(&mut slot.writer, old)
             } else {
@@ -495,7 +490,7 @@ impl LoopCore {
         handle.stream_reader = Some(core.clone().unbind());
         let handle = Py::new(py, handle)?;
         slf.get()
-            .set_fd_handle(py, fd, false, Some(handle), None, true)
+            .set_fd_handle(py, fd, false, Some(handle), None)
             .map(drop)
     }
 
@@ -526,7 +521,7 @@ impl LoopCore {
     /// Stop watching `fd` for reading (or writing): asyncio's `_remove_reader`/`_remove_writer`,
     /// which do nothing once the loop is closed.
     pub(crate) fn unwatch(&self, py: Python<'_>, fd: RawFd, write: bool) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, write, None, None, false)
+        self.set_fd_handle(py, fd, write, None, None)
     }
 
     /// Register a `SockWait` for `op` on `sock` (descriptor `fd`): asyncio's
@@ -558,14 +553,8 @@ impl LoopCore {
                 None,
             )?,
         )?;
-        slf.get().set_fd_handle(
-            py,
-            fd,
-            write,
-            Some(handle.clone_ref(py)),
-            Some(&sock),
-            false,
-        )?;
+        slf.get()
+            .set_fd_handle(py, fd, write, Some(handle.clone_ref(py)), Some(&sock))?;
         waiter.get().set_handle(handle);
         fut.call_method1(intern!(py, "add_done_callback"), (waiter,))?;
         Ok(())
@@ -579,7 +568,7 @@ impl LoopCore {
         write: bool,
         sock: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, write, None, Some(sock), false)
+        self.set_fd_handle(py, fd, write, None, Some(sock))
     }
 
     /// The interpreter is about to finalize and this loop runs in a daemon thread: give the GIL
@@ -944,21 +933,21 @@ impl LoopCore {
 
     /// Queue `handle` to run whenever `fd` is readable (`_add_reader`'s native half).
     fn _watch_read(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
-        self.set_fd_handle(py, fd, false, Some(handle), None, false)
+        self.set_fd_handle(py, fd, false, Some(handle), None)
             .map(drop)
     }
 
     fn _unwatch_read(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, false, None, None, false)
+        self.set_fd_handle(py, fd, false, None, None)
     }
 
     fn _watch_write(&self, py: Python<'_>, fd: RawFd, handle: Py<Handle>) -> PyResult<()> {
-        self.set_fd_handle(py, fd, true, Some(handle), None, false)
+        self.set_fd_handle(py, fd, true, Some(handle), None)
             .map(drop)
     }
 
     fn _unwatch_write(&self, py: Python<'_>, fd: RawFd) -> PyResult<bool> {
-        self.set_fd_handle(py, fd, true, None, None, false)
+        self.set_fd_handle(py, fd, true, None, None)
     }
 
     /// The (reader, writer) handles watching `fd`, for `selector`-like introspection.

@@ -6,8 +6,8 @@
 //! exception to the loop's `call_exception_handler`, except `SystemExit` and `KeyboardInterrupt`,
 //! which propagate as they do on the stock loop.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use crate::lock::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
 use pyo3::prelude::*;

@@ -9,9 +9,9 @@
 //! when the future is done (result, exception or cancellation), unless another callback has
 //! replaced it meanwhile.
 
+use crate::lock::Mutex;
 use std::io;
 use std::os::fd::RawFd;
-use crate::lock::Mutex;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PySystemExit};

@@ -8,8 +8,8 @@
 //! the common case of `sendto`. The
 //! socket belongs to the Python socket object: this core never closes it.
 
-use std::os::fd::RawFd;
 use crate::lock::Mutex;
+use std::os::fd::RawFd;
 
 use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyOSError};
 use pyo3::prelude::*;

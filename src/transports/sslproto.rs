@@ -11,8 +11,8 @@
 //! - when the context makes plain `ssl.SSLObject`s, its C object is called directly, not through
 //!   `SSLObject`'s Python methods; a custom `sslobject_class` gets asyncio's own code.
 
-use std::cell::UnsafeCell;
 use crate::lock::MutexGuard;
+use std::cell::UnsafeCell;
 
 use pyo3::exceptions::{PyAttributeError, PyException};
 use pyo3::ffi;

@@ -18,10 +18,10 @@
 //! (`addr.rs`).
 //! The socket's descriptor belongs to the Python socket object: it is closed by `sock.close()`.
 
+use crate::lock::Mutex;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use crate::lock::Mutex;
 
 use oxloop_core::buffers::WriteQueue;
 use pyo3::exceptions::{

@@ -7,8 +7,8 @@
 //! hold plain weak references, a dead one reads as missing, and the native stream transport
 //! removes its entry when its connection is lost.
 
-use std::os::fd::RawFd;
 use crate::lock::Mutex;
+use std::os::fd::RawFd;
 
 use oxloop_core::FdMap;
 use pyo3::exceptions::{PyKeyError, PyRuntimeError};

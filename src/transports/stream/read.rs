@@ -9,9 +9,9 @@
 //! the loop to run the reader again in the next lap (`LoopCore::read_again`); so does an
 //! interrupted one. One read per lap, as on asyncio; a shorter read drained the socket.
 
+use crate::lock::MutexGuard;
 use std::io;
 use std::sync::atomic::Ordering;
-use crate::lock::MutexGuard;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
