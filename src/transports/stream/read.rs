@@ -115,12 +115,12 @@ impl StreamCore {
         // SAFETY: `view` is a writable buffer of `len_bytes()` bytes kept alive by `view`; recv
         // writes at most that many bytes at its start. PyBuffer::get refuses non-contiguous ones.
         let n = unsafe { libc::recv(slf.get().fd, view.buf_ptr(), view.len_bytes(), 0) };
-        let err = io::Error::last_os_error();
-        Self::after_recv(slf, n, &err, view.len_bytes());
+        let asked = view.len_bytes();
         drop(view);
         if n <= 0 {
-            return Self::nothing_received(slf, n, err);
+            return Self::nothing_received(slf, n, io::Error::last_os_error());
         }
+        Self::read_again_if(slf, n as usize == asked);
         if let Err(e) = protocol.call_method1(intern!(py, "buffer_updated"), (n as usize,)) {
             return Self::protocol_failed(
                 slf,
@@ -163,11 +163,11 @@ impl StreamCore {
         let spare = buf.spare(0);
         // SAFETY: recv writes at most spare.len() bytes into `spare`.
         let n = unsafe { libc::recv(this.fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
-        let err = io::Error::last_os_error();
-        Self::after_recv(slf, n, &err, size);
         if n > 0 {
+            Self::read_again_if(slf, n as usize == size);
             return Ok(Ok(buf.finish(slf.py(), n as usize)?));
         }
+        let err = io::Error::last_os_error();
         drop(buf);
         Ok(Err(Self::nothing_received(slf, n, err)))
     }
@@ -181,20 +181,20 @@ impl StreamCore {
         let mut buf = this.loop_.get().read_buffer();
         // SAFETY: recv writes at most buf.len() bytes into the buffer we hold locked.
         let n = unsafe { libc::recv(this.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        let err = io::Error::last_os_error();
-        Self::after_recv(slf, n, &err, buf.len());
         if n > 0 {
+            Self::read_again_if(slf, n as usize == buf.len());
             return Ok((buf, n as usize));
         }
+        let err = io::Error::last_os_error();
         drop(buf);
         Err(Self::nothing_received(slf, n, err))
     }
 
-    /// A `recv` of `asked` bytes gave `n`: if the socket may still have data (the read was
-    /// full, or interrupted), have the reader run again (see the module's note).
-    fn after_recv(slf: &Bound<'_, Self>, n: isize, err: &io::Error, asked: usize) {
-        let interrupted = n < 0 && err.kind() == io::ErrorKind::Interrupted;
-        if n as usize == asked || interrupted {
+    /// After a `recv`: when the socket may still hold data (`more`: the read filled what it was
+    /// given; `read_error` for an interrupted one), have the reader run again (see the module's
+    /// note).
+    fn read_again_if(slf: &Bound<'_, Self>, more: bool) {
+        if more {
             let this = slf.get();
             this.loop_.get().read_again(slf.py(), this.fd);
         }
@@ -215,7 +215,12 @@ impl StreamCore {
 
     pub(super) fn read_error(slf: &Bound<'_, Self>, err: io::Error) -> PyResult<()> {
         match err.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(()),
+            io::ErrorKind::WouldBlock => Ok(()),
+            io::ErrorKind::Interrupted => {
+                // No new event would say the data is still there.
+                Self::read_again_if(slf, true);
+                Ok(())
+            }
             _ => Self::fatal_error(
                 slf,
                 os_error_from(&err),
