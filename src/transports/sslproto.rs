@@ -550,16 +550,15 @@ impl SSLProtocolBase {
 
     /// One step of the SSL object, as asyncio's `_do_handshake`/`_do_shutdown` handle it:
     /// `method` of the SSL object, or `c_method` of its C object when it is a plain
-    /// `ssl.SSLObject` (whose method only calls that). More to exchange: send what came out
-    /// (`Ok(None)`); an `ssl.SSLError` ends the step with it (`Ok(Some(exc))`); success is
-    /// `Ok(Some(None))`. Any other exception propagates.
+    /// `ssl.SSLObject` (whose method only calls that). More to exchange: what came out is sent.
+    /// Any exception other than `ssl.SSLError` propagates.
     fn ssl_step<'py>(
         &self,
         me: &Inst<'_, 'py>,
         names: &Names,
         method: &Bound<'py, PyString>,
         c_method: &Bound<'py, PyString>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+    ) -> PyResult<Step<'py>> {
         let py = me.obj.py();
         let sslobj = me.get(A::Sslobj)?;
         let called = match self.c_sslobj(py, &sslobj) {
@@ -567,13 +566,13 @@ impl SSLProtocolBase {
             None => sslobj.call_method0(method),
         };
         match called {
-            Ok(_) => Ok(Some(py.None().into_bound(py))),
+            Ok(_) => Ok(Step::Done),
             Err(e) if is_again(py, &e, names) => {
                 Self::process_outgoing(me)?;
-                Ok(None)
+                Ok(Step::Again)
             }
             Err(e) if e.matches(py, names.ssl_error.bind(py))? => {
-                Ok(Some(e.into_value(py).into_bound(py).into_any()))
+                Ok(Step::Failed(e.into_value(py).into_bound(py).into_any()))
             }
             Err(e) => Err(e),
         }
@@ -583,32 +582,34 @@ impl SSLProtocolBase {
     fn do_handshake(&self, me: &Inst<'_, '_>, names: &Names) -> PyResult<()> {
         let py = me.obj.py();
         let step = intern!(py, "do_handshake");
-        if let Some(outcome) = self.ssl_step(me, names, step, step)? {
-            me.obj
-                .call_method1(intern!(py, "_on_handshake_complete"), (outcome,))?;
-        }
-        Ok(())
+        let outcome = match self.ssl_step(me, names, step, step)? {
+            Step::Again => return Ok(()),
+            Step::Done => py.None().into_bound(py),
+            Step::Failed(exc) => exc,
+        };
+        me.obj
+            .call_method1(intern!(py, "_on_handshake_complete"), (outcome,))
+            .map(drop)
     }
 
     /// asyncio's `_do_shutdown`.
     fn do_shutdown(&self, me: &Inst<'_, '_>, names: &Names) -> PyResult<()> {
         let py = me.obj.py();
-        let outcome = if me.obj.getattr(intern!(py, "_eof_received"))?.is_truthy()? {
-            Some(py.None().into_bound(py))
+        let step = if me.obj.getattr(intern!(py, "_eof_received"))?.is_truthy()? {
+            Step::Done
         } else {
             self.ssl_step(me, names, intern!(py, "unwrap"), intern!(py, "shutdown"))?
         };
-        match outcome {
-            None => {}
-            Some(exc) if !exc.is_none() => {
-                me.obj
-                    .call_method1(intern!(py, "_on_shutdown_complete"), (exc,))?;
+        let complete = intern!(py, "_on_shutdown_complete");
+        match step {
+            Step::Again => {}
+            Step::Failed(exc) => {
+                me.obj.call_method1(complete, (exc,))?;
             }
-            Some(_) => {
+            Step::Done => {
                 Self::process_outgoing(me)?;
                 me.obj.call_method0(intern!(py, "_call_eof_received"))?;
-                me.obj
-                    .call_method1(intern!(py, "_on_shutdown_complete"), (py.None(),))?;
+                me.obj.call_method1(complete, (py.None(),))?;
             }
         }
         Ok(())
@@ -632,6 +633,15 @@ impl SSLProtocolBase {
         written?;
         slf.get().after_write_to(&me, names(py)?, &incoming)
     }
+}
+
+/// How a handshake or shutdown step of the SSL object ended (`SSLProtocolBase::ssl_step`).
+enum Step<'py> {
+    /// More to exchange with the peer.
+    Again,
+    Done,
+    /// An `ssl.SSLError`, for the completion callback.
+    Failed(Bound<'py, PyAny>),
 }
 
 /// `except Exception as ex: self._fatal_error(ex, 'Fatal error on SSL protocol')`.
