@@ -524,6 +524,18 @@ impl LoopCore {
         self.set_fd_handle(py, fd, write, None, None)
     }
 
+    /// `fd` is about to be closed by its only owner, with nothing watching it: forget its
+    /// registration without telling epoll (the close ends it; see `Registry::forget`).
+    pub(crate) fn forget_fd(&self, _gil: Python<'_>, fd: RawFd) {
+        let mut io_guard = lock(&self.io);
+        let Some(io) = io_guard.as_mut() else {
+            return;
+        };
+        if !lock(&self.state).fds.contains_key(&fd) {
+            io.registry.forget(fd);
+        }
+    }
+
     /// Register a `SockWait` for `op` on `sock` (descriptor `fd`): asyncio's
     /// `_ensure_fd_no_transport`, `_add_reader`/`_add_writer` and the future's done-callback.
     fn sock_wait(

@@ -294,6 +294,34 @@ unsafe extern "C" fn transport_is_closing(
     }))
 }
 
+/// `_SocketTransport.__del__()`: asyncio's (the ResourceWarning of a transport never closed,
+/// and the socket's close), called only when `_sock` is not None, as it then has work to do.
+///
+/// # Safety
+/// Called by CPython as a METH_NOARGS method: `slf` is a valid borrowed reference.
+unsafe extern "C" fn transport_del(
+    slf: *mut ffi::PyObject,
+    _noargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        // SAFETY: CPython calls methods with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: a valid borrowed reference (see above).
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        if core_of(&slf).is_ok_and(|core| core.get().sock_cleared()) {
+            return Ok(py.None());
+        }
+        static ASYNCIO_DEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let del = ASYNCIO_DEL.get_or_try_init(py, || {
+            let cls = py
+                .import("asyncio.selector_events")?
+                .getattr("_SelectorTransport")?;
+            Ok::<_, PyErr>(cls.getattr("__del__")?.unbind())
+        })?;
+        del.call1(py, (slf,))
+    }))
+}
+
 /// The TLS application transport's `write(data)` (`oxloop._sslproto._SSLProtocolTransport`):
 /// asyncio's checks, then its protocol's `_write_appdata((data,))`, natively for oxloop's.
 ///
@@ -336,6 +364,8 @@ const SSL_WRITE_DOC: &CStr = c"write($self, data, /)\n--\n\n\
 Write some data bytes to the transport (encrypted and queued).";
 const TRANSPORT_WRITE_DOC: &CStr = c"write($self, data, /)\n--\n\n\
 Write some data bytes to the transport (queued; sent when the current callback returns).";
+const TRANSPORT_DEL_DOC: &CStr = c"__del__($self, /)\n--\n\n\
+Warn of a transport never closed, and close its socket.";
 const TRANSPORT_IS_CLOSING_DOC: &CStr = c"is_closing($self, /)\n--\n\n\
 Return True if the transport is closing or closed.";
 
@@ -344,7 +374,7 @@ Return True if the transport is closing or closed.";
 /// descriptors of `object`, so that the class they are set on needs no native base, and the
 /// interpreter calls them with no bound method object.
 pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    let methods: [(&'static CStr, ffi::PyMethodDefPointer, c_int, &'static CStr); 3] = [
+    let methods: [(&'static CStr, ffi::PyMethodDefPointer, c_int, &'static CStr); 4] = [
         (
             c"write",
             ffi::PyMethodDefPointer {
@@ -360,6 +390,14 @@ pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
             },
             ffi::METH_NOARGS,
             TRANSPORT_IS_CLOSING_DOC,
+        ),
+        (
+            c"__del__",
+            ffi::PyMethodDefPointer {
+                PyCFunction: transport_del,
+            },
+            ffi::METH_NOARGS,
+            TRANSPORT_DEL_DOC,
         ),
         (
             c"ssl_write",

@@ -22,7 +22,7 @@ use pyo3::types::{PyDict, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use crate::event_loop::LoopCore;
-use crate::transports::stream::{RawAddr, StreamCore};
+use crate::transports::stream::{RawAddr, SockSource, StreamCore};
 
 #[pyclass(module = "oxloop._oxloop", frozen)]
 pub struct Acceptor {
@@ -68,7 +68,8 @@ fn unix_addr_to_py<'py>(
 }
 
 impl Acceptor {
-    /// One accepted descriptor: its socket object, protocol and transport.
+    /// One accepted descriptor: its protocol and transport, and its socket object unless the
+    /// transport makes that only when asked (a TCP connection without TLS).
     fn serve(
         &self,
         py: Python<'_>,
@@ -76,6 +77,38 @@ impl Acceptor {
         addr: &libc::sockaddr_storage,
         len: libc::socklen_t,
     ) -> PyResult<()> {
+        let peer = RawAddr::from_storage(addr);
+        if peer.is_some() && self.serve_tls.is_none() {
+            let protocol = match self.protocol_factory.call0(py) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Self::failed(py, e, || {
+                        // SAFETY: the descriptor was just accepted and nothing else owns it.
+                        unsafe { libc::close(fd) };
+                        Ok(())
+                    });
+                }
+            };
+            let sock = SockSource::Accepted {
+                fd,
+                family: self.family,
+                proto: self.proto,
+            };
+            let server = self.server.as_ref().map(|s| s.bind(py).clone());
+            let cls = self.transport_cls.bind(py);
+            let made = StreamCore::create(
+                cls,
+                self.loop_.bind(py),
+                sock,
+                protocol.bind(py),
+                None,
+                None,
+                server,
+                peer,
+            );
+            // A transport that failed has closed the descriptor.
+            return made.map(drop).or_else(|e| Self::failed(py, e, || Ok(())));
+        }
         let conn = match self.socket_cls.bind(py).call1((
             self.family,
             libc::SOCK_STREAM | libc::SOCK_NONBLOCK,
@@ -89,7 +122,6 @@ impl Acceptor {
                 return Err(e);
             }
         };
-        let peer = RawAddr::from_storage(addr);
         let extra = if peer.is_none() {
             let extra = PyDict::new(py);
             let name = if self.family == libc::AF_UNIX {
@@ -109,7 +141,7 @@ impl Acceptor {
             StreamCore::create(
                 self.transport_cls.bind(py),
                 self.loop_.bind(py),
-                &conn,
+                SockSource::Object(&conn),
                 protocol.bind(py),
                 None,
                 extra,
@@ -118,17 +150,22 @@ impl Acceptor {
             )
             .map(drop)
         });
-        if let Err(e) = made {
-            if e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py) {
-                let _ = conn.call_method0(intern!(py, "close"));
-                return Err(e);
-            }
-            // asyncio reports the error in debug mode only (which takes its own code path) and
-            // leaves the socket to the collector; close it now.
-            drop(e);
-            conn.call_method0(intern!(py, "close"))?;
+        match made {
+            Ok(()) => Ok(()),
+            Err(e) => Self::failed(py, e, || conn.call_method0(intern!(py, "close")).map(drop)),
         }
-        Ok(())
+    }
+
+    /// A connection's factory or transport failed; `close` closes what is left of it. asyncio
+    /// reports the error in debug mode only (which takes its own code path) and leaves the
+    /// socket to the collector: it is closed now. SystemExit and KeyboardInterrupt go up.
+    fn failed(py: Python<'_>, e: PyErr, close: impl FnOnce() -> PyResult<()>) -> PyResult<()> {
+        if e.is_instance_of::<PySystemExit>(py) || e.is_instance_of::<PyKeyboardInterrupt>(py) {
+            let _ = close();
+            return Err(e);
+        }
+        drop(e);
+        close()
     }
 }
 

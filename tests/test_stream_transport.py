@@ -118,6 +118,131 @@ def test_extra_info_is_the_sockets_and_stays_after_close(loop):
     loop.run_until_complete(main())
 
 
+def test_a_servers_transport_socket_first_asked_for_after_close_is_a_closed_socket(loop):
+    # Nothing asks for the socket while the connection lives (oxloop makes the object only
+    # when asked); asked afterwards, it is the closed socket, with its family and type.
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        client, _ = await loop.create_connection(Recorder, "127.0.0.1", port)
+        proto = await next_protocol()
+        tr = proto.transport
+        names = tr.get_extra_info("sockname"), tr.get_extra_info("peername")
+        assert names == (client.get_extra_info("peername"), client.get_extra_info("sockname"))
+        tr.close()
+        assert await asyncio.wait_for(proto.lost, 5) is None
+        assert tr._sock is None
+        sock = tr.get_extra_info("socket")
+        seen = (sock.fileno(), sock.family, sock.type, sock.proto)
+        assert tr.get_extra_info("socket") is sock
+        assert (tr.get_extra_info("sockname"), tr.get_extra_info("peername")) == names
+        assert await asyncio.wait_for(client.get_protocol().lost, 5) is None
+        server.close()
+        await server.wait_closed()
+        return seen
+
+    seen = loop.run_until_complete(main())
+    assert seen == (-1, socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+
+
+def test_a_servers_transport_sock_is_the_accepted_socket(loop):
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        client, _ = await loop.create_connection(Recorder, "127.0.0.1", port)
+        proto = await next_protocol()
+        tr = proto.transport
+        sock = tr._sock
+        assert isinstance(sock, socket.socket)
+        assert tr._sock is sock
+        assert tr.get_extra_info("socket").fileno() == sock.fileno() == tr._sock_fd
+        seen = (sock.family, sock.type, sock.proto, sock.gettimeout(), sock.get_inheritable())
+        seen += (sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0,)
+        tr.close()
+        await asyncio.wait_for(proto.lost, 5)
+        assert tr._sock is None and sock.fileno() == -1
+        await asyncio.wait_for(client.get_protocol().lost, 5)
+        server.close()
+        await server.wait_closed()
+        return seen
+
+    seen = loop.run_until_complete(main())
+    assert seen == (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, 0.0, False, True)
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_a_transport_collected_unclosed_warns_and_closes_its_socket(loop, side):
+    import gc
+
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        if side == "server":
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            proto = await next_protocol()
+        else:
+            proto = (await loop.create_connection(Recorder, "127.0.0.1", port))[1]
+            peer = await next_protocol()
+        proto.transport.pause_reading()  # the loop no longer holds it
+        proto.transport = None
+        del proto
+        with pytest.warns(ResourceWarning, match="unclosed transport"):
+            gc.collect()
+        # The descriptor was closed: the peer sees the end of the stream.
+        if side == "server":
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+        else:
+            await asyncio.wait_for(peer.lost, 5)
+            assert peer.events == ["made", "eof", "lost"]
+        server.close()
+        await server.wait_closed()
+
+    loop.run_until_complete(main())
+
+
+def test_a_server_counts_its_connections_as_asyncio_does(loop):
+    # asyncio's Server counts its transports (3.13: keeps them) through _attach/_detach; a mock
+    # set on the server sees every call.
+    def count(server):
+        return len(server._clients) if hasattr(server, "_clients") else server._active_count
+
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        seen = [count(server)]
+        clients = []
+        for _ in range(3):
+            clients.append(await loop.create_connection(Recorder, "127.0.0.1", port))
+            await next_protocol()
+        seen.append(count(server))
+        clients.pop()[0].close()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            if count(server) == 2:
+                break
+        seen.append(count(server))
+        calls = []
+        attach, detach = server._attach, server._detach
+        server._attach = lambda *a: (calls.append("attach"), attach(*a))[1]
+        server._detach = lambda *a: (calls.append("detach"), detach(*a))[1]
+        clients.append(await loop.create_connection(Recorder, "127.0.0.1", port))
+        proto = await next_protocol()
+        proto.transport.close()
+        await asyncio.wait_for(proto.lost, 5)
+        seen.append(count(server))
+        server.close()
+        for tr, _ in clients:
+            tr.close()
+        await asyncio.wait_for(server.wait_closed(), 5)
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            if count(server) == 0:
+                break
+        seen.append(count(server))
+        return seen, calls
+
+    seen, calls = loop.run_until_complete(main())
+    assert seen == [0, 3, 2, 2, 0]
+    assert calls == ["attach", "detach", "detach", "detach"]
+
+
 def test_unix_server_peer_and_socket_names(loop):
     async def main():
         path = os.path.join(tempfile.mkdtemp(), "sock")

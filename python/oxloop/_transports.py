@@ -6,7 +6,7 @@ asyncio's own, with their per-packet paths native.
 ``_SelectorSocketTransport`` semantics): the loop calls the core directly for each read and
 flush, and the transport's methods hand their call to it. What is rare and differs between
 Python versions is asyncio's own code: ``__repr__``, ``__del__`` (the ResourceWarning of an
-unclosed transport), ``_fatal_error`` and the flow-control callbacks. The private attributes
+unclosed transport; called only while ``_sock`` is set), ``_fatal_error`` and the flow-control callbacks. The private attributes
 asyncio's code and CPython's tests use (``_sock``, ``_loop``, ``_closing``…) read and write the
 core's state.
 """
@@ -45,7 +45,7 @@ class _SocketTransport(transports._FlowControlMixin, transports.Transport):
     max_size = _Selector.max_size
 
     __repr__ = selector_events._SelectorTransport.__repr__
-    __del__ = selector_events._SelectorTransport.__del__
+    __del__ = transport_methods["__del__"]  # asyncio's, when `_sock` is not None
     _fatal_error = selector_events._SelectorTransport._fatal_error
     _maybe_pause_protocol = transports._FlowControlMixin._maybe_pause_protocol
     _maybe_resume_protocol = transports._FlowControlMixin._maybe_resume_protocol

@@ -131,7 +131,16 @@ impl LoopCore {
                 continue;
             };
             let reader = if ev.readable {
-                slot.reader.as_ref().map(|h| h.clone_ref(py))
+                slot.reader.as_ref().map(|h| {
+                    if ev.hangup {
+                        // A draining reader reads on to the end of the stream (see
+                        // `oxloop_core::registry`).
+                        if let Some(core) = &h.get().stream_reader {
+                            core.get().hung_up();
+                        }
+                    }
+                    h.clone_ref(py)
+                })
             } else {
                 None
             };

@@ -17,6 +17,10 @@
 //! `get_extra_info` values are made on first use: the addresses are kept in their system form
 //! (`addr.rs`).
 //! The socket's descriptor belongs to the Python socket object: it is closed by `sock.close()`.
+//! A TCP connection a server accepted natively (`SockSource::Accepted`) has no socket object
+//! until one is asked for (`_sock`, `get_extra_info('socket')`): until then the core owns the
+//! descriptor and closes it itself. Most servers never ask, and making one costs a Python
+//! `__init__`, a `getsockname` (the socket module checks the descriptor) and a Python `close`.
 
 use crate::lock::Mutex;
 use std::io;
@@ -49,12 +53,34 @@ const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u64 = 5;
 /// `Server._attach`/`_detach` take the transport (Python 3.13+); set once at import.
 static SERVER_TRACKS_TRANSPORTS: AtomicBool = AtomicBool::new(false);
 
+/// Where a core's socket comes from.
+pub(crate) enum SockSource<'a, 'py> {
+    /// A socket object (what asyncio's code passes, and what Unix and TLS servers accept).
+    Object(&'a Bound<'py, PyAny>),
+    /// A TCP connection `Acceptor` just accepted (non-blocking, close-on-exec), whose socket
+    /// object is made only if asked for.
+    Accepted { fd: RawFd, family: i32, proto: i32 },
+}
+
+/// The transport's `_sock`.
+enum SockAttr {
+    /// The socket, whose object is not made yet (see the module's note).
+    Unmade,
+    Is(Py<PyAny>),
+    /// None: after `connection_lost`, or set so.
+    Cleared,
+}
+
 struct StreamState {
     /// The Python transport (`_SocketTransport`) this core runs; None after `connection_lost`.
     transport: Option<Py<PyAny>>,
     /// `_loop` reads as the loop until `connection_lost` has been called, then None.
     loop_visible: bool,
-    sock: Option<Py<PyAny>>,
+    sock: SockAttr,
+    /// The socket object once made, kept for `get_extra_info('socket')` after `_sock` is cleared.
+    sock_obj: Option<Py<PyAny>>,
+    /// The descriptor is the core's to close: no socket object owns it (yet).
+    owns_fd: bool,
     server: Option<Py<PyAny>>,
     /// The `extra` dict given at creation (asyncio keeps that very dict), or the one made for
     /// `get_extra_info` once the lazy entries are filled in.
@@ -85,11 +111,13 @@ pub struct StreamCore {
     fd: RawFd,
     /// The socket's address family (0 if getsockname failed).
     family: i32,
+    /// The socket's protocol (IPPROTO_TCP for TCP; what a socket object made later is given).
+    proto: i32,
     loop_: Py<LoopCore>,
-    /// The socket, kept for `get_extra_info('socket')` after `_sock` is cleared.
-    sock_obj: Py<PyAny>,
     /// The size of the last read (see `COPY_READ_MAX`).
     last_read: AtomicUsize,
+    /// The poll reported the peer's hang-up: a short read no longer means drained.
+    hangup: AtomicBool,
     st: Mutex<StreamState>,
 }
 
@@ -126,29 +154,46 @@ impl StreamCore {
     /// The transport's state before it starts (asyncio's `__init__` up to `_attach`).
     fn new_state(
         loop_: &Bound<'_, LoopCore>,
-        sock: &Bound<'_, PyAny>,
+        sock: &SockSource<'_, '_>,
         protocol: &Bound<'_, PyAny>,
         extra: Option<Bound<'_, PyDict>>,
         server: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let py = sock.py();
-        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        let py = protocol.py();
+        let (fd, proto, sock_obj) = match sock {
+            SockSource::Object(s) => (
+                s.call_method0(intern!(py, "fileno"))?.extract()?,
+                s.getattr(intern!(py, "proto"))?.extract()?,
+                Some((*s).clone().unbind()),
+            ),
+            SockSource::Accepted { fd, proto, .. } => (*fd, *proto, None),
+        };
         let buffered = is_buffered_protocol(protocol)?;
         let (family, sockname) = match RawAddr::query(fd, false) {
             Ok((family, Some(a))) => (family, Addr::Raw(a)),
             Ok((family, None)) => (family, Addr::Unset),
             Err(_) => (0, Addr::Failed),
         };
+        let family = match sock {
+            SockSource::Accepted { family: f, .. } if family == 0 => *f,
+            _ => family,
+        };
         Ok(StreamCore {
             fd,
             family,
+            proto,
             loop_: loop_.clone().unbind(),
-            sock_obj: sock.clone().unbind(),
             last_read: AtomicUsize::new(0),
+            hangup: AtomicBool::new(false),
             st: Mutex::new(StreamState {
                 transport: None,
                 loop_visible: true,
-                sock: Some(sock.clone().unbind()),
+                sock: match &sock_obj {
+                    Some(s) => SockAttr::Is(s.clone_ref(py)),
+                    None => SockAttr::Unmade,
+                },
+                owns_fd: sock_obj.is_none(),
+                sock_obj,
                 server: server.map(Bound::unbind),
                 extra: extra.map(Bound::unbind),
                 extra_complete: false,
@@ -174,11 +219,12 @@ impl StreamCore {
 
     /// Make a transport of class `cls` (`_SocketTransport`) over a new core, and start it as
     /// asyncio's `__init__` does. `peer` is the peer's address from `accept`, when known.
+    /// An accepted descriptor is the core's from the start: closed by it if this fails.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn create<'py>(
         cls: &Bound<'py, PyType>,
         loop_: &Bound<'py, LoopCore>,
-        sock: &Bound<'py, PyAny>,
+        sock: SockSource<'_, 'py>,
         protocol: &Bound<'py, PyAny>,
         waiter: Option<Bound<'py, PyAny>>,
         extra: Option<Bound<'py, PyDict>>,
@@ -190,7 +236,16 @@ impl StreamCore {
             Some(e) => e.contains(intern!(py, "peername"))?,
             None => false,
         };
-        let core = Bound::new(py, Self::new_state(loop_, sock, protocol, extra, server)?)?;
+        let core = match Self::new_state(loop_, &sock, protocol, extra, server) {
+            Ok(state) => Bound::new(py, state)?,
+            Err(e) => {
+                if let SockSource::Accepted { fd, .. } = sock {
+                    // SAFETY: the descriptor was just accepted and nothing else owns it.
+                    unsafe { libc::close(fd) };
+                }
+                return Err(e);
+            }
+        };
         // `object.__new__(cls)`: the class is a plain Python subclass of asyncio.Transport.
         // SAFETY: tp_alloc of a heap type returns a new reference or NULL with an exception set.
         let transport = unsafe {
@@ -214,9 +269,12 @@ impl StreamCore {
         }
         if !inet {
             // Unix sockets: the socket module's own conversions, made now as asyncio does.
-            this.fill_extra(py, sock)?;
+            this.extra_dict(py)?;
         }
-        this.start(&core, &transport, sock, waiter)?;
+        if let Err(e) = this.start(&core, &transport, waiter) {
+            this.close_owned_fd(py);
+            return Err(e);
+        }
         Ok(transport)
     }
 
@@ -233,7 +291,6 @@ impl StreamCore {
         &self,
         slf: &Bound<'_, Self>,
         transport: &Bound<'_, PyAny>,
-        sock: &Bound<'_, PyAny>,
         waiter: Option<Bound<'_, PyAny>>,
     ) -> PyResult<()> {
         let py = slf.py();
@@ -252,7 +309,7 @@ impl StreamCore {
             .get()
             .__setitem__(self.fd, transport)?;
         if (self.family == libc::AF_INET || self.family == libc::AF_INET6)
-            && sock.getattr(intern!(py, "proto"))?.extract::<i32>()? == libc::IPPROTO_TCP
+            && self.proto == libc::IPPROTO_TCP
         {
             set_nodelay(self.fd)?;
         }
@@ -313,7 +370,61 @@ impl StreamCore {
     }
 
     fn extra_dict(&self, py: Python<'_>) -> PyResult<Py<PyDict>> {
-        self.fill_extra(py, self.sock_obj.bind(py))
+        let complete = {
+            let st = lock(&self.st);
+            st.extra
+                .as_ref()
+                .filter(|_| st.extra_complete)
+                .map(|e| e.clone_ref(py))
+        };
+        match complete {
+            Some(e) => Ok(e),
+            None => self.fill_extra(py, self.socket_object(py)?.bind(py)),
+        }
+    }
+
+    /// The socket object, made now if it was not (see the module's note).
+    fn socket_object(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let owned = {
+            let st = lock(&self.st);
+            if let Some(s) = &st.sock_obj {
+                return Ok(s.clone_ref(py));
+            }
+            st.owns_fd
+        };
+        static SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let cls = cached(py, &SOCKET, "socket", "socket")?;
+        let kind = libc::SOCK_STREAM | libc::SOCK_NONBLOCK;
+        let sock = if owned {
+            // As `listener.accept()` then `setblocking(False)` make it.
+            cls.call1((self.family, kind, self.proto, self.fd))?
+        } else {
+            // Closed already: an object like a closed socket (descriptor -1, the family, type
+            // and protocol kept), from a socket made for the purpose and let go of at once.
+            let s = cls.call1((self.family, kind, self.proto))?;
+            let fd: RawFd = s.call_method0(intern!(py, "detach"))?.extract()?;
+            // SAFETY: the descriptor was just made, and detach() gave it up.
+            unsafe { libc::close(fd) };
+            s
+        };
+        let mut st = lock(&self.st);
+        if let Some(s) = &st.sock_obj {
+            // Made meanwhile (the socket module's code ran): this one must not close the descriptor.
+            let s = s.clone_ref(py);
+            drop(st);
+            if owned {
+                sock.call_method0(intern!(py, "detach"))?;
+            }
+            return Ok(s);
+        }
+        st.sock_obj = Some(sock.clone().unbind());
+        if owned {
+            st.owns_fd = false;
+        }
+        if matches!(st.sock, SockAttr::Unmade) {
+            st.sock = SockAttr::Is(sock.clone().unbind());
+        }
+        Ok(sock.unbind())
     }
 
     /// `set_protocol` (which also marks the protocol connected) and `_protocol = ...`.
@@ -354,13 +465,14 @@ impl StreamCore {
         Self::fatal_error(slf, err, message)
     }
 
-    /// Schedule `self._call_connection_lost(exc)` (asyncio's `call_soon` of it).
+    /// Schedule `self._call_connection_lost(exc)` (asyncio's `call_soon` of it): the core's,
+    /// which the transport's hands its calls to.
     fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        let Some(t) = slf.get().transport(py) else {
+        if lock(&slf.get().st).transport.is_none() {
             return Ok(());
-        };
-        let cb = t.getattr(intern!(py, "_call_connection_lost"))?;
+        }
+        let cb = slf.getattr(intern!(py, "_call_connection_lost"))?;
         LoopCore::call_soon_impl(
             slf.get().loop_.bind(py),
             cb,
@@ -415,7 +527,16 @@ impl StreamCore {
         extra: Option<Bound<'py, PyDict>>,
         server: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        Self::create(cls, r#loop, &sock, &protocol, waiter, extra, server, None)
+        Self::create(
+            cls,
+            r#loop,
+            SockSource::Object(&sock),
+            &protocol,
+            waiter,
+            extra,
+            server,
+            None,
+        )
     }
 
     /// `Server._attach`/`_detach` take the transport (set once at import).
@@ -528,6 +649,11 @@ impl StreamCore {
             t.call_method0(intern!(py, "_maybe_pause_protocol"))?;
         }
         Ok(())
+    }
+
+    /// `_sock` is None (asyncio's `__del__` then has nothing to do).
+    pub(crate) fn sock_cleared(&self) -> bool {
+        matches!(lock(&self.st).sock, SockAttr::Cleared)
     }
 
     pub(crate) fn is_closing(&self) -> bool {
@@ -700,15 +826,38 @@ impl StreamCore {
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let default = || default.unwrap_or_else(|| py.None());
-        let complete = lock(&self.st).extra_complete;
-        let lazy = !complete
-            && name
-                .cast::<PyString>()
-                .is_ok_and(|s| matches!(s.to_str(), Ok("socket" | "sockname" | "peername")));
-        let extra = if lazy {
-            Some(self.extra_dict(py)?)
-        } else {
-            lock(&self.st).extra.as_ref().map(|e| e.clone_ref(py))
+        let (complete, extra) = {
+            let st = lock(&self.st);
+            (
+                st.extra_complete,
+                st.extra.as_ref().map(|e| e.clone_ref(py)),
+            )
+        };
+        let extra = match name.cast::<PyString>().map(|s| s.to_str()) {
+            Ok(Ok(key @ ("socket" | "sockname" | "peername"))) if !complete => {
+                // An address known in system form is given without making the socket object.
+                let given = match &extra {
+                    Some(e) => e.bind(py).get_item(key)?,
+                    None => None,
+                };
+                if let Some(v) = given {
+                    return Ok(v.unbind());
+                }
+                let addr = {
+                    let st = lock(&self.st);
+                    match key {
+                        "sockname" => st.sockname,
+                        "peername" => st.peername,
+                        _ => Addr::Unset,
+                    }
+                };
+                match addr {
+                    Addr::Raw(a) => return Ok(a.to_py(py)?.unbind()),
+                    Addr::Failed => return Ok(py.None()),
+                    Addr::Unset => Some(self.extra_dict(py)?),
+                }
+            }
+            _ => extra,
         };
         match extra {
             Some(e) => Ok(e
@@ -754,11 +903,17 @@ impl StreamCore {
             .then(|| self.loop_.clone_ref(py).into_any())
     }
     #[getter(_sock)]
-    fn get_sock(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        lock(&self.st).sock.as_ref().map(|s| s.clone_ref(py))
+    fn get_sock(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        match &lock(&self.st).sock {
+            SockAttr::Is(s) => return Ok(Some(s.clone_ref(py))),
+            SockAttr::Cleared => return Ok(None),
+            SockAttr::Unmade => {}
+        }
+        self.socket_object(py).map(Some)
     }
     #[setter(_sock)]
     fn set_sock(&self, v: Option<Py<PyAny>>) {
+        let v = v.map_or(SockAttr::Cleared, SockAttr::Is);
         let old = std::mem::replace(&mut lock(&self.st).sock, v);
         drop(old);
     }
@@ -861,9 +1016,14 @@ impl StreamCore {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
-        visit.call(&self.sock_obj)?;
         if let Some(st) = self.st.try_lock() {
-            visit.call(&st.sock)?;
+            // The transport holds the core (`_core`) and the core the transport: a cycle that
+            // the collector ends when neither is wanted (an unclosed transport let go of).
+            visit.call(&st.transport)?;
+            if let SockAttr::Is(s) = &st.sock {
+                visit.call(s)?;
+            }
+            visit.call(&st.sock_obj)?;
             visit.call(&st.server)?;
             visit.call(&st.extra)?;
             visit.call(&st.protocol)?;
@@ -876,6 +1036,7 @@ impl StreamCore {
         let dropped = {
             let mut st = lock(&self.st);
             (
+                st.transport.take(),
                 st.protocol.take(),
                 st.server.take(),
                 st.extra.take(),
@@ -887,17 +1048,44 @@ impl StreamCore {
     }
 }
 
+impl Drop for StreamCore {
+    /// A core let go of without `connection_lost` (its transport collected unclosed, or never
+    /// started) closes the descriptor it still owns, as a socket object would.
+    fn drop(&mut self) {
+        if self.st.get_mut().owns_fd {
+            // SAFETY: the core owns the descriptor; nothing else will close it.
+            unsafe { libc::close(self.fd) };
+        }
+    }
+}
+
 impl StreamCore {
+    /// Close the descriptor if the core owns it (no socket object was made).
+    fn close_owned_fd(&self, py: Python<'_>) {
+        if std::mem::replace(&mut lock(&self.st).owns_fd, false) {
+            self.close_fd(py);
+        }
+    }
+
+    /// Close the descriptor the core owned (and has just given up owning): nobody else has it,
+    /// so the loop forgets it without an epoll_ctl (closing it ends its registration).
+    fn close_fd(&self, py: Python<'_>) {
+        self.loop_.get().forget_fd(py, self.fd);
+        // SAFETY: the core owned the descriptor (`owns_fd`), and its caller gave that up.
+        unsafe { libc::close(self.fd) };
+    }
+
     /// The `finally` of asyncio's `_call_connection_lost`: close the socket, forget the
     /// protocol, loop and server (telling the server), drop a writer still registered.
     fn release(&self, slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
-        let (transport, sock, protocol, server, writing, dropped) = {
+        let (transport, sock, owned, protocol, server, writing, dropped) = {
             let mut st = lock(&self.st);
             st.loop_visible = false;
             (
                 st.transport.take(),
-                st.sock.take(),
+                std::mem::replace(&mut st.sock, SockAttr::Cleared),
+                std::mem::replace(&mut st.owns_fd, false),
                 st.protocol.take(),
                 st.server.take(),
                 std::mem::replace(&mut st.writing, false),
@@ -910,11 +1098,15 @@ impl StreamCore {
             self.loop_.get().unwatch(py, self.fd, true)?;
         }
         let closed = match &sock {
-            Some(s) => s.call_method0(py, intern!(py, "close")).map(drop),
-            None => Err(pyo3::exceptions::PyAttributeError::new_err(
+            SockAttr::Is(s) => s.call_method0(py, intern!(py, "close")).map(drop),
+            SockAttr::Unmade => Ok(()),
+            SockAttr::Cleared => Err(pyo3::exceptions::PyAttributeError::new_err(
                 "'NoneType' object has no attribute 'close'",
             )),
         };
+        if owned {
+            self.close_fd(py);
+        }
         drop(protocol);
         if let (Some(t), Ok(table)) = (&transport, self.loop_.get().transports(py)) {
             table.get().forget(py, self.fd, t.bind(py));

@@ -20,10 +20,11 @@
 //!   current one, comes from such a leftover, and the registry then rebuilds the epoll instance
 //!   from its table ([`Registry::rebuilds`] counts it), so a leftover can neither spin the loop
 //!   nor wake another descriptor's callback.
-//! - An edge-triggered registration that reports urgent data or a hang-up becomes
-//!   level-triggered for as long as the descriptor stays watched: its caller reads until a short
-//!   read, and then more may be left that no new edge would report (a TCP read stops short at
-//!   the urgent mark; the end of the stream comes after the data).
+//! - An edge-triggered registration that reports urgent data becomes level-triggered for as
+//!   long as the descriptor stays watched: its caller reads until a short read, and a TCP read
+//!   stops short at the urgent mark, with more left that no new edge would report. A hang-up
+//!   ([`Event::hangup`]) leaves it edge-triggered: the end of the stream comes after the data,
+//!   so a caller told of one reads on past short reads, to the end of the stream or an error.
 //!
 //! The registry holds no callbacks: the caller keeps those, by descriptor, and says here what
 //! each descriptor is wanted for.
@@ -41,8 +42,7 @@ struct Slot {
     /// What the kernel was told (empty: not registered, after a rebuild failed to re-add it).
     kernel: Interest,
     gen: u32,
-    /// Urgent data or a hang-up was reported: `edge` is ignored from then on (see the module's
-    /// guarantees).
+    /// Urgent data was reported: `edge` is ignored from then on (see the module's guarantees).
     level_only: bool,
 }
 
@@ -179,6 +179,20 @@ impl Registry {
         Ok(())
     }
 
+    /// `fd` is about to be closed and no other descriptor names its file: drop what is known of
+    /// it without an `epoll_ctl` (closing the file ends its registration). Should a duplicate
+    /// exist after all, what it leaves behind is a leftover as any other (see the module's
+    /// guarantees). Only for a descriptor no longer wanted; a wanted one is left as it is.
+    pub fn forget(&mut self, fd: RawFd) {
+        if self
+            .slots
+            .get(&fd)
+            .is_some_and(|s| s.wanted == Interest::default())
+        {
+            self.slots.remove(&fd);
+        }
+    }
+
     /// Whether `fd` is watched (a deferred removal counts as removed).
     #[cfg(test)]
     fn is_watched(&self, fd: RawFd) -> bool {
@@ -266,7 +280,7 @@ impl Registry {
                 true
             } else {
                 self.slots.get(&ev.fd).is_some_and(|s| {
-                    if (ev.urgent || ev.hangup) && s.kernel.edge {
+                    if ev.urgent && s.kernel.edge {
                         to_level.push(ev.fd);
                     }
                     s.gen == ev.gen && s.wanted != Interest::default()
@@ -491,21 +505,53 @@ mod tests {
     }
 
     #[test]
-    fn a_hangup_makes_an_edge_registration_level_triggered() {
+    fn a_hangup_is_reported_once_to_an_edge_registration() {
         let mut r = Registry::new().unwrap();
         let (mut a, b) = UnixStream::pair().unwrap();
         let fd = b.as_raw_fd();
         r.set(fd, EDGE_READ, false).unwrap();
         a.write_all(b"x").unwrap();
         drop(a);
-        // Data and the end of the stream, in one report.
-        assert_eq!(fds(&wait(&mut r)), vec![fd]);
+        // Data and the end of the stream, in one report that says so.
+        let ev = wait(&mut r);
+        assert_eq!(fds(&ev), vec![fd]);
+        assert!(ev[0].hangup && ev[0].readable);
         let mut got = [0u8; 16];
         assert_eq!(std::io::Read::read(&mut &b, &mut got).unwrap(), 1);
-        // The short read drained the data, not the EOF: still reported.
-        assert_eq!(fds(&wait(&mut r)), vec![fd]);
+        // The short read drained the data, not the EOF, and no new edge comes: the caller, told
+        // of the hang-up, reads on. No epoll_ctl was made to switch modes.
+        assert!(wait(&mut r).is_empty());
         assert_eq!(std::io::Read::read(&mut &b, &mut got).unwrap(), 0);
+        assert!(wait(&mut r).is_empty());
+        // Watched again (after a pause, say), it is reported again.
+        r.set(fd, NONE, false).unwrap();
+        assert!(wait(&mut r).is_empty());
+        r.set(fd, EDGE_READ, true).unwrap();
         assert_eq!(fds(&wait(&mut r)), vec![fd]);
+    }
+
+    #[test]
+    fn a_forgotten_descriptor_is_not_deregistered() {
+        let mut r = Registry::new().unwrap();
+        let (a, b) = UnixStream::pair().unwrap();
+        let fd = b.as_raw_fd();
+        r.set(fd, READ, false).unwrap();
+        r.set(fd, NONE, false).unwrap();
+        r.forget(fd);
+        // Closing it ends the registration; the number, reused by another socket, is watched
+        // anew, and the deferred removal does not touch the new registration.
+        let (c, d) = UnixStream::pair().unwrap();
+        let reused = reuse_number(b, &d);
+        let fd2 = reused.as_raw_fd();
+        assert_eq!(fd2, fd);
+        r.set(fd2, READ, false).unwrap();
+        (&c).write_all(b"x").unwrap();
+        assert_eq!(fds(&wait(&mut r)), vec![fd2]);
+        assert_eq!(r.rebuilds(), 0);
+        drop(a);
+        // A wanted descriptor is not forgotten.
+        r.forget(fd2);
+        assert!(r.is_watched(fd2));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! The socket is watched edge-triggered (`LoopCore::watch_stream_read`): a `recv` that
 //! fills all it was given may leave more behind, of which no new event would tell, so it asks
 //! the loop to run the reader again in the next lap (`LoopCore::read_again`); so does an
-//! interrupted one. One read per lap, as on asyncio; a shorter read drained the socket.
+//! interrupted one. One read per lap, as on asyncio; a shorter read drained the socket, unless
+//! the poll reported the peer's hang-up: then the reader runs again until the end of the stream.
 
 use crate::lock::MutexGuard;
 use std::io;
@@ -190,11 +191,17 @@ impl StreamCore {
         Err(Self::nothing_received(slf, n, err))
     }
 
+    /// The poll reported the peer's hang-up: the end of the stream waits behind the data, and
+    /// no new event will say so (the socket is watched edge-triggered).
+    pub(crate) fn hung_up(&self) {
+        self.hangup.store(true, Ordering::Relaxed);
+    }
+
     /// After a `recv`: when the socket may still hold data (`more`: the read filled what it was
-    /// given; `read_error` for an interrupted one), have the reader run again (see the module's
-    /// note).
+    /// given; `read_error` for an interrupted one; after a hang-up, until the end of the stream),
+    /// have the reader run again (see the module's note).
     fn read_again_if(slf: &Bound<'_, Self>, more: bool) {
-        if more {
+        if more || slf.get().hangup.load(Ordering::Relaxed) {
             let this = slf.get();
             this.loop_.get().read_again(slf.py(), this.fd);
         }
