@@ -524,6 +524,19 @@ impl LoopCore {
         self.set_fd_handle(py, fd, write, None, None)
     }
 
+    /// `fd`, watched by nothing now, will be closed by its only owner (which then calls
+    /// `forget_fd`) before it is watched again: no `epoll_ctl` to remove it meanwhile (see
+    /// `Registry::closing`).
+    pub(crate) fn closing_fd(&self, _gil: Python<'_>, fd: RawFd) {
+        let mut io_guard = lock(&self.io);
+        let Some(io) = io_guard.as_mut() else {
+            return;
+        };
+        if !lock(&self.state).fds.contains_key(&fd) {
+            io.registry.closing(fd);
+        }
+    }
+
     /// `fd` is about to be closed by its only owner, with nothing watching it: forget its
     /// registration without telling epoll (the close ends it; see `Registry::forget`).
     pub(crate) fn forget_fd(&self, _gil: Python<'_>, fd: RawFd) {

@@ -30,6 +30,9 @@ pub struct Acceptor {
     fd: RawFd,
     family: i32,
     proto: i32,
+    /// The listening socket's address when it is a particular one (not a wildcard): the local
+    /// address of every connection it accepts, so none needs a `getsockname`.
+    sockname: Option<RawAddr>,
     backlog: usize,
     protocol_factory: Py<PyAny>,
     server: Option<Py<PyAny>>,
@@ -93,6 +96,7 @@ impl Acceptor {
                 fd,
                 family: self.family,
                 proto: self.proto,
+                sockname: self.sockname,
             };
             let server = self.server.as_ref().map(|s| s.bind(py).clone());
             let cls = self.transport_cls.bind(py);
@@ -187,9 +191,15 @@ impl Acceptor {
         fallback: Py<PyAny>,
         serve_tls: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
+        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        let sockname = match RawAddr::query(fd, false) {
+            Ok((_, Some(a))) if !a.is_wildcard() => Some(a),
+            _ => None,
+        };
         Ok(Acceptor {
             loop_: r#loop,
-            fd: sock.call_method0(intern!(py, "fileno"))?.extract()?,
+            fd,
+            sockname,
             family: sock.getattr(intern!(py, "family"))?.extract()?,
             proto: sock.getattr(intern!(py, "proto"))?.extract()?,
             backlog: backlog.max(1),

@@ -118,6 +118,44 @@ def test_extra_info_is_the_sockets_and_stays_after_close(loop):
     loop.run_until_complete(main())
 
 
+@pytest.mark.parametrize(
+    ("listen", "connect"),
+    [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::1", "::1"), ("::", "::1")],
+)
+def test_a_servers_transport_names_its_local_address(loop, listen, connect):
+    # A server listening on one address gives it to every connection; one listening on a
+    # wildcard gives each connection the address it was reached at.
+    if ":" in listen + connect and not socket.has_ipv6:
+        pytest.skip("no IPv6")
+
+    async def main():
+        accepted = asyncio.Queue()
+
+        class P(asyncio.Protocol):
+            def connection_made(self, transport):
+                accepted.put_nowait(transport)
+
+        family = socket.AF_INET6 if ":" in listen else socket.AF_INET
+        try:
+            server = await loop.create_server(P, listen, 0, family=family)
+        except OSError as exc:
+            pytest.skip(f"cannot listen on {listen}: {exc}")
+        port = server.sockets[0].getsockname()[1]
+        client, _ = await loop.create_connection(asyncio.Protocol, connect, port)
+        tr = await asyncio.wait_for(accepted.get(), 5)
+        names = tr.get_extra_info("sockname"), tr.get_extra_info("peername")
+        assert names[1] == tr.get_extra_info("socket").getpeername()
+        assert names[0] == tr.get_extra_info("socket").getsockname()
+        assert names[0][:2] == client.get_extra_info("peername")[:2]
+        client.close()
+        tr.close()
+        server.close()
+        await server.wait_closed()
+        return names[0][0]
+
+    assert loop.run_until_complete(main()) == connect
+
+
 def test_a_servers_transport_socket_first_asked_for_after_close_is_a_closed_socket(loop):
     # Nothing asks for the socket while the connection lives (oxloop makes the object only
     # when asked); asked afterwards, it is the closed socket, with its family and type.

@@ -58,8 +58,13 @@ pub(crate) enum SockSource<'a, 'py> {
     /// A socket object (what asyncio's code passes, and what Unix and TLS servers accept).
     Object(&'a Bound<'py, PyAny>),
     /// A TCP connection `Acceptor` just accepted (non-blocking, close-on-exec), whose socket
-    /// object is made only if asked for.
-    Accepted { fd: RawFd, family: i32, proto: i32 },
+    /// object is made only if asked for; `sockname`, its local address if known.
+    Accepted {
+        fd: RawFd,
+        family: i32,
+        proto: i32,
+        sockname: Option<RawAddr>,
+    },
 }
 
 /// The transport's `_sock`.
@@ -169,14 +174,21 @@ impl StreamCore {
             SockSource::Accepted { fd, proto, .. } => (*fd, *proto, None),
         };
         let buffered = is_buffered_protocol(protocol)?;
-        let (family, sockname) = match RawAddr::query(fd, false) {
-            Ok((family, Some(a))) => (family, Addr::Raw(a)),
-            Ok((family, None)) => (family, Addr::Unset),
-            Err(_) => (0, Addr::Failed),
+        let (family, sockname) = match sock {
+            SockSource::Accepted {
+                family,
+                sockname: Some(a),
+                ..
+            } => (*family, Addr::Raw(*a)),
+            _ => match RawAddr::query(fd, false) {
+                Ok((family, Some(a))) => (family, Addr::Raw(a)),
+                Ok((family, None)) => (family, Addr::Unset),
+                Err(_) => (0, Addr::Failed),
+            },
         };
         let family = match sock {
-            SockSource::Accepted { family: f, .. } if family == 0 => *f,
-            _ => family,
+            SockSource::Accepted { family, .. } => *family,
+            SockSource::Object(_) => family,
         };
         Ok(StreamCore {
             fd,
@@ -469,8 +481,13 @@ impl StreamCore {
     /// which the transport's hands its calls to.
     fn schedule_connection_lost(slf: &Bound<'_, Self>, exc: Bound<'_, PyAny>) -> PyResult<()> {
         let py = slf.py();
-        if lock(&slf.get().st).transport.is_none() {
-            return Ok(());
+        let owns_fd = match &*lock(&slf.get().st) {
+            st if st.transport.is_none() => return Ok(()),
+            st => st.owns_fd,
+        };
+        if owns_fd {
+            // `_call_connection_lost` closes the descriptor, unwatched by now.
+            slf.get().loop_.get().closing_fd(py, slf.get().fd);
         }
         let cb = slf.getattr(intern!(py, "_call_connection_lost"))?;
         LoopCore::call_soon_impl(

@@ -20,6 +20,8 @@
 //!   current one, comes from such a leftover, and the registry then rebuilds the epoll instance
 //!   from its table ([`Registry::rebuilds`] counts it), so a leftover can neither spin the loop
 //!   nor wake another descriptor's callback.
+//! - A descriptor its owner is about to close ([`Registry::closing`], then [`Registry::forget`]
+//!   once closed) costs no `epoll_ctl` at all: the close ends its registration.
 //! - An edge-triggered registration that reports urgent data becomes level-triggered for as
 //!   long as the descriptor stays watched: its caller reads until a short read, and a TCP read
 //!   stops short at the urgent mark, with more left that no new edge would report. A hang-up
@@ -44,6 +46,9 @@ struct Slot {
     gen: u32,
     /// Urgent data was reported: `edge` is ignored from then on (see the module's guarantees).
     level_only: bool,
+    /// Not wanted, and to be closed before it is watched again ([`Registry::closing`]): its
+    /// removal waits for [`Registry::forget`], and its events are dropped meanwhile.
+    closing: bool,
 }
 
 /// The descriptors watched, and the epoll instance that watches them.
@@ -146,6 +151,7 @@ impl Registry {
                         kernel: wanted,
                         gen,
                         level_only: false,
+                        closing: false,
                     },
                 );
             }
@@ -176,7 +182,17 @@ impl Registry {
         slot.wanted = wanted;
         slot.kernel = wanted;
         slot.gen = gen;
+        slot.closing = false;
         Ok(())
+    }
+
+    /// `fd`, no longer wanted, will be closed before it is watched again, and then forgotten
+    /// ([`Registry::forget`]): its removal is not applied at the next poll but left to the close,
+    /// and what it reports until then is dropped. A descriptor still wanted is left as it is.
+    pub fn closing(&mut self, fd: RawFd) {
+        if let Some(s) = self.slots.get_mut(&fd) {
+            s.closing = s.wanted == Interest::default();
+        }
     }
 
     /// `fd` is about to be closed and no other descriptor names its file: drop what is known of
@@ -223,7 +239,7 @@ impl Registry {
     fn apply_deferred(&mut self) {
         for fd in std::mem::take(&mut self.deferred) {
             if let Some(slot) = self.slots.get(&fd) {
-                if slot.wanted == Interest::default() {
+                if slot.wanted == Interest::default() && !slot.closing {
                     if slot.kernel != Interest::default() {
                         // The descriptor may be closed by now; like selectors, ignore that.
                         let _ = self.poller.deregister(fd);
@@ -279,12 +295,17 @@ impl Registry {
             let current = if ev.fd == waker_fd && ev.gen == 0 {
                 true
             } else {
-                self.slots.get(&ev.fd).is_some_and(|s| {
-                    if ev.urgent && s.kernel.edge {
-                        to_level.push(ev.fd);
+                match self.slots.get(&ev.fd) {
+                    // Its own registration, waiting for the close: nothing to report.
+                    Some(s) if s.closing && s.gen == ev.gen => continue,
+                    Some(s) => {
+                        if ev.urgent && s.kernel.edge {
+                            to_level.push(ev.fd);
+                        }
+                        s.gen == ev.gen && s.wanted != Interest::default()
                     }
-                    s.gen == ev.gen && s.wanted != Interest::default()
-                })
+                    None => false,
+                }
             };
             if current {
                 events.push(*ev);
@@ -552,6 +573,39 @@ mod tests {
         // A wanted descriptor is not forgotten.
         r.forget(fd2);
         assert!(r.is_watched(fd2));
+    }
+
+    #[test]
+    fn a_closing_descriptor_waits_for_its_close() {
+        let mut r = Registry::new().unwrap();
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let fd = b.as_raw_fd();
+        r.set(fd, READ, false).unwrap();
+        r.set(fd, NONE, false).unwrap();
+        r.closing(fd);
+        // Still registered with the kernel (no removal was applied), and readable: dropped,
+        // not mistaken for a leftover.
+        a.write_all(b"x").unwrap();
+        for _ in 0..2 {
+            assert!(wait(&mut r).is_empty());
+        }
+        assert_eq!(r.rebuilds(), 0);
+        r.forget(fd);
+        drop(b);
+        assert!(wait(&mut r).is_empty());
+        assert_eq!(r.rebuilds(), 0);
+        // Watched again before its close after all: it is reported again.
+        let (mut c, d) = UnixStream::pair().unwrap();
+        let fd = d.as_raw_fd();
+        r.set(fd, READ, false).unwrap();
+        r.set(fd, NONE, false).unwrap();
+        r.closing(fd);
+        r.set(fd, READ, true).unwrap();
+        c.write_all(b"y").unwrap();
+        assert_eq!(fds(&wait(&mut r)), vec![fd]);
+        // A wanted descriptor is not marked.
+        r.closing(fd);
+        assert_eq!(fds(&wait(&mut r)), vec![fd]);
     }
 
     #[test]

@@ -32,9 +32,17 @@ impl RawAddr {
         }
     }
 
+    /// The wildcard address (0.0.0.0 or ::), whatever the port.
+    pub(crate) fn is_wildcard(&self) -> bool {
+        match self {
+            RawAddr::V4(a) => a.sin_addr.s_addr == 0,
+            RawAddr::V6(a) => a.sin6_addr.s6_addr == [0; 16],
+        }
+    }
+
     /// `getsockname` or `getpeername` of `fd`: Ok(None) for a family kept as Python objects,
     /// Err for a failing call.
-    pub(super) fn query(fd: RawFd, peer: bool) -> io::Result<(i32, Option<Self>)> {
+    pub(crate) fn query(fd: RawFd, peer: bool) -> io::Result<(i32, Option<Self>)> {
         // SAFETY: an all-zero sockaddr_storage is valid; the call writes at most `len` bytes.
         let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
