@@ -6,8 +6,9 @@
 //! of the call. The signature and errors are asyncio's: `call_soon(callback, *args,
 //! context=None)`.
 //!
-//! `transport_methods` are the socket transport's `write` and `is_closing`
-//! (`_SocketTransport`'s): method descriptors of `object`, so that the interpreter calls them as
+//! `transport_methods` are the socket transport's `write`, `is_closing`, `close`,
+//! `get_extra_info` and the rest of its public methods but `writelines` and the write buffer
+//! limits (`_SocketTransport`'s): method descriptors of `object`, so that the interpreter calls them as
 //! methods with no bound method object and no Python frame between a protocol's
 //! `transport.write(data)` (or streams' `drain()`) and the native core. A panic is caught here and raised as `pyo3.PanicException`; it never unwinds into the
 //! interpreter.
@@ -273,6 +274,144 @@ unsafe extern "C" fn transport_write(
     }
 }
 
+/// A `_SocketTransport` method without arguments: `body(core)` (see `noargs`).
+macro_rules! transport_noargs {
+    ($name:ident, |$core:ident, $py:ident| $body:expr) => {
+        /// # Safety
+        /// Called by CPython as a METH_NOARGS method: `slf` is a valid borrowed reference.
+        unsafe extern "C" fn $name(
+            slf: *mut ffi::PyObject,
+            _noargs: *mut ffi::PyObject,
+        ) -> *mut ffi::PyObject {
+            // SAFETY: as this function's contract.
+            unsafe {
+                noargs(slf, |$core, $py| -> PyResult<Py<PyAny>> {
+                    Ok($body?.into_pyobject($py)?.to_owned().into_any().unbind())
+                })
+            }
+        }
+    };
+}
+
+/// The body of a transport's METH_NOARGS method: `body(core, py)`, its error raised and a
+/// panic caught as `guarded` does.
+///
+/// # Safety
+/// Called from a METH_NOARGS method: `slf` is a valid borrowed reference, and the thread state
+/// is attached.
+unsafe fn noargs(
+    slf: *mut ffi::PyObject,
+    body: impl FnOnce(&Bound<'_, StreamCore>, Python<'_>) -> PyResult<Py<PyAny>>,
+) -> *mut ffi::PyObject {
+    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        // SAFETY: CPython calls methods with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: a valid borrowed reference (see above).
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        body(&core_of(&slf)?, py)
+    }))
+}
+
+transport_noargs!(transport_close, |core, py| StreamCore::close(core));
+transport_noargs!(transport_abort, |core, py| StreamCore::abort(core));
+transport_noargs!(transport_is_reading, |core, py| PyResult::Ok(
+    core.get().is_reading()
+));
+transport_noargs!(transport_pause_reading, |core, py| {
+    StreamCore::pause_reading(core)
+});
+transport_noargs!(transport_resume_reading, |core, py| {
+    StreamCore::resume_reading(core)
+});
+transport_noargs!(transport_write_eof, |core, py| core.get().write_eof());
+transport_noargs!(transport_get_write_buffer_size, |core, py| PyResult::Ok(
+    core.get().get_write_buffer_size()
+));
+transport_noargs!(transport_get_protocol, |core, py| PyResult::Ok(
+    core.get().get_protocol(py)
+));
+
+/// `_SocketTransport.set_protocol(protocol)`.
+///
+/// # Safety
+/// Called by CPython as a METH_O method: `slf` and `protocol` are valid borrowed references.
+unsafe extern "C" fn transport_set_protocol(
+    slf: *mut ffi::PyObject,
+    protocol: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as this function's contract.
+    unsafe {
+        meth_o(slf, protocol, |slf, protocol| {
+            core_of(slf)?.get().set_protocol(protocol.clone())
+        })
+    }
+}
+
+/// `_SocketTransport.get_extra_info(name, default=None)`.
+///
+/// # Safety
+/// Called by CPython as a METH_FASTCALL|METH_KEYWORDS method: `slf` is a valid borrowed
+/// reference, `args` holds `nargs` positional then `len(kwnames)` keyword values.
+unsafe extern "C" fn transport_get_extra_info(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
+        // SAFETY: CPython calls methods with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        // SAFETY: valid borrowed references (see above).
+        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+        let mut params: [Option<Bound<'_, PyAny>>; 2] = [None, None];
+        let nargs = nargs as usize;
+        if nargs > 2 {
+            return Err(PyTypeError::new_err(format!(
+                "get_extra_info() takes from 2 to 3 positional arguments but {} were given",
+                nargs + 1
+            )));
+        }
+        for (i, p) in params.iter_mut().enumerate().take(nargs) {
+            // SAFETY: the first `nargs` entries are valid borrowed references.
+            *p = Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) });
+        }
+        if !kwnames.is_null() {
+            // SAFETY: kwnames is a tuple of str when not NULL.
+            let names =
+                unsafe { Bound::from_borrowed_ptr(py, kwnames).cast_into_unchecked::<PyTuple>() };
+            for (i, key) in names.iter().enumerate() {
+                let key = key.cast_into::<PyString>()?;
+                let slot = match &*key.to_cow()? {
+                    "name" => 0,
+                    "default" => 1,
+                    other => {
+                        return Err(PyTypeError::new_err(format!(
+                            "get_extra_info() got an unexpected keyword argument '{other}'"
+                        )))
+                    }
+                };
+                if params[slot].is_some() {
+                    return Err(PyTypeError::new_err(format!(
+                        "get_extra_info() got multiple values for argument '{}'",
+                        key.to_cow()?
+                    )));
+                }
+                // SAFETY: keyword values follow the positional ones.
+                params[slot] = Some(unsafe { Bound::from_borrowed_ptr(py, *args.add(nargs + i)) });
+            }
+        }
+        let [name, default] = params;
+        let Some(name) = name else {
+            return Err(PyTypeError::new_err(
+                "get_extra_info() missing 1 required positional argument: 'name'",
+            ));
+        };
+        core_of(&slf)?
+            .get()
+            .get_extra_info(py, name, default.map(Bound::unbind))
+    }))
+}
+
 /// `_SocketTransport.is_closing()` (streams' `drain()` asks it on every call).
 ///
 /// # Safety
@@ -374,7 +513,39 @@ Return True if the transport is closing or closed.";
 /// descriptors of `object`, so that the class they are set on needs no native base, and the
 /// interpreter calls them with no bound method object.
 pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    let methods: [(&'static CStr, ffi::PyMethodDefPointer, c_int, &'static CStr); 4] = [
+    let noargs = |name: &'static CStr, f, doc: &'static CStr| {
+        (
+            name,
+            ffi::PyMethodDefPointer { PyCFunction: f },
+            ffi::METH_NOARGS,
+            doc,
+        )
+    };
+    let methods: [(&'static CStr, ffi::PyMethodDefPointer, c_int, &'static CStr); 14] = [
+        noargs(c"close", transport_close, c"close($self, /)\n--\n\nClose the transport: its buffered data is sent first, then connection_lost(None)."),
+        noargs(c"abort", transport_abort, c"abort($self, /)\n--\n\nClose the transport at once: buffered data is lost."),
+        noargs(c"is_reading", transport_is_reading, c"is_reading($self, /)\n--\n\nReturn True if the transport is receiving."),
+        noargs(c"pause_reading", transport_pause_reading, c"pause_reading($self, /)\n--\n\nPause the receiving end."),
+        noargs(c"resume_reading", transport_resume_reading, c"resume_reading($self, /)\n--\n\nResume the receiving end."),
+        noargs(c"write_eof", transport_write_eof, c"write_eof($self, /)\n--\n\nClose the write end after flushing buffered data."),
+        noargs(c"get_write_buffer_size", transport_get_write_buffer_size, c"get_write_buffer_size($self, /)\n--\n\nReturn the current size of the write buffer."),
+        noargs(c"get_protocol", transport_get_protocol, c"get_protocol($self, /)\n--\n\nReturn the current protocol."),
+        (
+            c"set_protocol",
+            ffi::PyMethodDefPointer {
+                PyCFunction: transport_set_protocol,
+            },
+            ffi::METH_O,
+            c"set_protocol($self, protocol, /)\n--\n\nSet a new protocol.",
+        ),
+        (
+            c"get_extra_info",
+            ffi::PyMethodDefPointer {
+                PyCFunctionFastWithKeywords: transport_get_extra_info,
+            },
+            ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+            c"get_extra_info($self, /, name, default=None)\n--\n\nGet optional transport information.",
+        ),
         (
             c"write",
             ffi::PyMethodDefPointer {

@@ -281,6 +281,48 @@ def test_a_server_counts_its_connections_as_asyncio_does(loop):
     assert calls == ["attach", "detach", "detach", "detach"]
 
 
+def test_transport_methods_take_their_arguments_as_on_asyncio(loop):
+    async def main():
+        server, port, next_protocol = await serve_recorders(loop)
+        client, proto = await loop.create_connection(Recorder, "127.0.0.1", port)
+        await next_protocol()
+        peer = client.get_extra_info("peername")
+        assert client.get_extra_info(name="peername") == peer
+        assert client.get_extra_info("nothing", "d") == "d"
+        assert client.get_extra_info("nothing", default="d") == "d"
+        assert client.get_extra_info(name="nothing", default="d") == "d"
+        errors = []
+        for call in (
+            lambda: client.get_extra_info(),
+            lambda: client.get_extra_info("a", "b", "c"),
+            lambda: client.get_extra_info("a", name="b"),
+            lambda: client.get_extra_info("a", colour="b"),
+            lambda: client.close(1),
+            lambda: client.set_protocol(),
+            lambda: client.pause_reading(True),
+        ):
+            with pytest.raises(TypeError) as e:
+                call()
+            errors.append(e.type)
+        assert client.get_protocol() is proto
+        other = Recorder()
+        client.set_protocol(other)
+        assert client.get_protocol() is other
+        client.set_protocol(proto)
+        assert client.is_reading()
+        client.pause_reading()
+        assert not client.is_reading()
+        client.resume_reading()
+        assert client.get_write_buffer_size() == 0
+        client.write_eof()
+        client.abort()
+        assert client.is_closing()
+        server.close()
+        return errors
+
+    assert loop.run_until_complete(main()) == [TypeError] * 7
+
+
 def test_unix_server_peer_and_socket_names(loop):
     async def main():
         path = os.path.join(tempfile.mkdtemp(), "sock")

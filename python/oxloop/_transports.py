@@ -53,10 +53,20 @@ class _SocketTransport(transports._FlowControlMixin, transports.Transport):
     def __new__(cls, *args, **kwargs):
         raise TypeError("socket transports are made by the event loop")
 
-    # -- per packet --
-    # Native methods: no Python frame per call.
+    # Native methods (no Python frame per call): the packet path, and what servers and
+    # frameworks call per connection.
     write = transport_methods["write"]
     is_closing = transport_methods["is_closing"]
+    get_extra_info = transport_methods["get_extra_info"]
+    close = transport_methods["close"]
+    abort = transport_methods["abort"]
+    get_write_buffer_size = transport_methods["get_write_buffer_size"]
+    set_protocol = transport_methods["set_protocol"]
+    get_protocol = transport_methods["get_protocol"]
+    is_reading = transport_methods["is_reading"]
+    pause_reading = transport_methods["pause_reading"]
+    resume_reading = transport_methods["resume_reading"]
+    write_eof = transport_methods["write_eof"]
 
     if sys.version_info >= (3, 12):
 
@@ -66,42 +76,11 @@ class _SocketTransport(transports._FlowControlMixin, transports.Transport):
     else:  # asyncio's socket transports took WriteTransport's: b"".join, then write()
         writelines = transports.WriteTransport.writelines
 
-    def get_write_buffer_size(self):
-        return self._core.get_write_buffer_size()
-
-    # -- per connection --
-    def get_extra_info(self, name, default=None):
-        return self._core.get_extra_info(name, default)
-
-    def close(self):
-        self._core.close()
-
-    def abort(self):
-        self._core.abort()
-
     def _force_close(self, exc):
         self._core._force_close(exc)
 
     def _call_connection_lost(self, exc):
         self._core._call_connection_lost(exc)
-
-    def set_protocol(self, protocol):
-        self._core.set_protocol(protocol)
-
-    def get_protocol(self):
-        return self._core.get_protocol()
-
-    def is_reading(self):
-        return self._core.is_reading()
-
-    def pause_reading(self):
-        self._core.pause_reading()
-
-    def resume_reading(self):
-        self._core.resume_reading()
-
-    def write_eof(self):
-        self._core.write_eof()
 
     def can_write_eof(self):
         return True

@@ -618,7 +618,7 @@ impl StreamCore {
         Self::flush(slf)
     }
 
-    fn get_write_buffer_size(&self) -> usize {
+    pub(crate) fn get_write_buffer_size(&self) -> usize {
         lock(&self.st).queue.len()
     }
 
@@ -677,12 +677,12 @@ impl StreamCore {
         lock(&self.st).closing
     }
 
-    fn is_reading(&self) -> bool {
+    pub(crate) fn is_reading(&self) -> bool {
         let st = lock(&self.st);
         !st.paused && !st.closing
     }
 
-    fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(crate) fn pause_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         {
             let mut st = lock(&this.st);
@@ -695,7 +695,7 @@ impl StreamCore {
         Self::debug_log(slf, "%r pauses reading")
     }
 
-    fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(crate) fn resume_reading(slf: &Bound<'_, Self>) -> PyResult<()> {
         let this = slf.get();
         {
             let mut st = lock(&this.st);
@@ -709,7 +709,7 @@ impl StreamCore {
     }
 
     /// asyncio's `close`: stop reading; once the queue is sent, `connection_lost(None)`.
-    fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(crate) fn close(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let lost = {
@@ -734,7 +734,7 @@ impl StreamCore {
         Ok(())
     }
 
-    fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
+    pub(crate) fn abort(slf: &Bound<'_, Self>) -> PyResult<()> {
         Self::_force_close(slf, slf.py().None().into_bound(slf.py()))
     }
 
@@ -812,7 +812,7 @@ impl StreamCore {
         Ok(())
     }
 
-    fn write_eof(&self) -> PyResult<()> {
+    pub(crate) fn write_eof(&self) -> PyResult<()> {
         let empty = {
             let mut st = lock(&self.st);
             if st.closing || st.eof {
@@ -827,16 +827,16 @@ impl StreamCore {
         Ok(())
     }
 
-    fn set_protocol(&self, protocol: Bound<'_, PyAny>) -> PyResult<()> {
+    pub(crate) fn set_protocol(&self, protocol: Bound<'_, PyAny>) -> PyResult<()> {
         self.replace_protocol(Some(protocol), true)
     }
 
-    fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+    pub(crate) fn get_protocol(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         self.protocol(py)
     }
 
     #[pyo3(signature = (name, default=None))]
-    fn get_extra_info(
+    pub(crate) fn get_extra_info(
         &self,
         py: Python<'_>,
         name: Bound<'_, PyAny>,
