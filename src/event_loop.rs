@@ -551,7 +551,7 @@ impl LoopCore {
 
     /// Register a `SockWait` for `op` on `sock` (descriptor `fd`): asyncio's
     /// `_ensure_fd_no_transport`, `_add_reader`/`_add_writer` and the future's done-callback.
-    fn sock_wait(
+    pub(crate) fn sock_wait(
         slf: &Bound<'_, Self>,
         sock: Bound<'_, PyAny>,
         fd: RawFd,
@@ -1100,6 +1100,18 @@ impl LoopCore {
         }
         let sent = Mutex::new(sent);
         Self::sock_wait(slf, sock, fd, fut, SockOp::SendAll { data, sent })
+    }
+
+    /// `create_connection(host, port, family=, proto=)`'s socket when `host` is an address
+    /// literal, its connection started (see `connect.rs`); None otherwise.
+    fn _stream_connect(
+        slf: &Bound<'_, Self>,
+        host: Bound<'_, PyAny>,
+        port: Bound<'_, PyAny>,
+        family: i32,
+        proto: i32,
+    ) -> PyResult<Option<Py<crate::connect::Connecting>>> {
+        crate::connect::Connecting::start(slf, &host, &port, family, proto)
     }
 
     /// `sock_connect`'s wait: once `fd` (of `sock`, whose connection to `address` is under

@@ -2,6 +2,7 @@
 //! (`fastcall` adds the two hand-parsed methods to `LoopCore`, and makes `transport_methods`.)
 
 mod bytes_buf;
+mod connect;
 mod event_loop;
 mod fastcall;
 mod handles;
@@ -25,5 +26,6 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transports::sslproto::NativeAttribute>()?;
     m.add_class::<sock_ops::SockWait>()?;
     m.add_class::<server::Acceptor>()?;
+    m.add_class::<connect::Connecting>()?;
     Ok(())
 }

@@ -92,7 +92,7 @@ impl Acceptor {
                     });
                 }
             };
-            let sock = SockSource::Accepted {
+            let sock = SockSource::Owned {
                 fd,
                 family: self.family,
                 proto: self.proto,

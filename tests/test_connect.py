@@ -117,6 +117,48 @@ def test_tcp_connection_is_made_as_on_asyncio(loop, stock_loop, host):
     assert ours["timeout"] == 0.0 and ours["type"] == socket.SOCK_STREAM
 
 
+@pytest.mark.parametrize(
+    ("host", "family", "port_form"),
+    [
+        ("127.0.0.1", socket.AF_INET, "int"),
+        ("127.0.0.1", 0, "str"),
+        ("127.0.0.1", 0, "spaced str"),
+        ("::1", 0, "int"),
+        ("::1", socket.AF_INET6, "str"),
+        ("::ffff:127.0.0.1", socket.AF_INET6, "int"),
+        ("localhost", socket.AF_INET, "int"),
+    ],
+)
+def test_tcp_hosts_ports_and_families_as_on_asyncio(loop, stock_loop, host, family, port_form):
+    if ":" in host and not ipv6_available():
+        pytest.skip("::1 cannot be bound here")
+    server_host = "::1" if host == "::1" else "127.0.0.1"
+
+    def connect(loop):
+        async def main():
+            server, port = await tcp_server(loop, server_host)
+            given = {"int": port, "str": str(port), "spaced str": f" {port} "}[port_form]
+            try:
+                transport, protocol = await loop.create_connection(
+                    Recorder, host, given, family=family
+                )
+            finally:
+                server.close()
+            described = describe_connection(transport, protocol)
+            described["peer"] = transport.get_extra_info("peername")[:2]
+            described["local_family"] = len(transport.get_extra_info("sockname"))
+            transport.close()
+            return described
+
+        return loop.run_until_complete(main())
+
+    ours = connect(loop)
+    stock = connect(stock_loop)
+    assert ours["peer"][1] != stock["peer"][1]  # two servers, two ports
+    ours["peer"] = stock["peer"] = ours["peer"][0]
+    assert ours == stock
+
+
 def test_unix_connection_is_made_as_on_asyncio(loop, stock_loop, tmp_path):
     ours = connect_and_describe(loop, unix_connect(str(tmp_path / "ours")))
     assert ours == connect_and_describe(stock_loop, unix_connect(str(tmp_path / "stock")))

@@ -7,7 +7,9 @@ with or without TLS, and without the rarer parameters (``sock``, ``local_addr``,
 asyncio's ``_ensure_resolved``, ``_connect_sock``, ``sock_connect`` and
 ``_create_connection_transport`` do for one address, with the socket non-blocking from its
 creation (asyncio makes it so with ``setblocking(False)``, a system call, twice) and the
-connection's outcome read natively. Everything else, debug mode and every argument error
+connection's outcome read natively. Plain TCP to an address literal is opened natively from
+socket to transport (``LoopCore._stream_connect``, ``src/connect.rs``), in
+``create_connection``'s own frame. Everything else, debug mode and every argument error
 included, runs asyncio's own method, so its checks and messages are asyncio's.
 """
 
@@ -131,9 +133,34 @@ async def create_connection(self, protocol_factory, host=None, port=None, *, ssl
         and interleave is None
         and (all_errors is _ABSENT or (_HAS_ALL_ERRORS and not all_errors))
         and not self._debug
-        and _tls_arguments_fit(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
     ):
-        info = _ipaddr_info(host, port, family, socket.SOCK_STREAM, proto)
+        if (
+            not ssl
+            and server_hostname is None
+            and ssl_handshake_timeout is None
+            and ssl_shutdown_timeout is _ABSENT
+        ):
+            # Plain TCP to an address literal: made, connected and handed to its transport
+            # natively (its socket object is made only if asked for); None for any other host.
+            conn = self._stream_connect(host, port, family, proto)
+            if conn is not None:
+                try:
+                    if conn.fut is not None:
+                        await conn.fut
+                    protocol = protocol_factory()
+                    transport, waiter = conn.transport(_SocketTransport, protocol)
+                except BaseException:
+                    conn.close()  # also lets go of the future (and a cycle through its error)
+                    raise
+                try:
+                    await waiter
+                except BaseException:
+                    transport.close()
+                    raise
+                return transport, protocol
+        info = None
+        if _tls_arguments_fit(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout):
+            info = _ipaddr_info(host, port, family, socket.SOCK_STREAM, proto)
         if info is not None:  # an address literal: asyncio tries exactly this one address
             family, _, proto, _, address = info
             if ssl and server_hostname is None:

@@ -17,7 +17,7 @@
 //! `get_extra_info` values are made on first use: the addresses are kept in their system form
 //! (`addr.rs`).
 //! The socket's descriptor belongs to the Python socket object: it is closed by `sock.close()`.
-//! A TCP connection a server accepted natively (`SockSource::Accepted`) has no socket object
+//! A TCP connection accepted or opened natively (`SockSource::Owned`) has no socket object
 //! until one is asked for (`_sock`, `get_extra_info('socket')`): until then the core owns the
 //! descriptor and closes it itself. Most servers never ask, and making one costs a Python
 //! `__init__`, a `getsockname` (the socket module checks the descriptor) and a Python `close`.
@@ -57,9 +57,10 @@ static SERVER_TRACKS_TRANSPORTS: AtomicBool = AtomicBool::new(false);
 pub(crate) enum SockSource<'a, 'py> {
     /// A socket object (what asyncio's code passes, and what Unix and TLS servers accept).
     Object(&'a Bound<'py, PyAny>),
-    /// A TCP connection `Acceptor` just accepted (non-blocking, close-on-exec), whose socket
-    /// object is made only if asked for; `sockname`, its local address if known.
-    Accepted {
+    /// A TCP connection's descriptor, non-blocking and close-on-exec, that nothing else has
+    /// (one `Acceptor` accepted, or `Connecting` opened), whose socket object is made only if
+    /// asked for; `sockname`, its local address if known.
+    Owned {
         fd: RawFd,
         family: i32,
         proto: i32,
@@ -171,11 +172,11 @@ impl StreamCore {
                 s.getattr(intern!(py, "proto"))?.extract()?,
                 Some((*s).clone().unbind()),
             ),
-            SockSource::Accepted { fd, proto, .. } => (*fd, *proto, None),
+            SockSource::Owned { fd, proto, .. } => (*fd, *proto, None),
         };
         let buffered = is_buffered_protocol(protocol)?;
         let (family, sockname) = match sock {
-            SockSource::Accepted {
+            SockSource::Owned {
                 family,
                 sockname: Some(a),
                 ..
@@ -187,7 +188,7 @@ impl StreamCore {
             },
         };
         let family = match sock {
-            SockSource::Accepted { family, .. } => *family,
+            SockSource::Owned { family, .. } => *family,
             SockSource::Object(_) => family,
         };
         Ok(StreamCore {
@@ -251,7 +252,7 @@ impl StreamCore {
         let core = match Self::new_state(loop_, &sock, protocol, extra, server) {
             Ok(state) => Bound::new(py, state)?,
             Err(e) => {
-                if let SockSource::Accepted { fd, .. } = sock {
+                if let SockSource::Owned { fd, .. } = sock {
                     // SAFETY: the descriptor was just accepted and nothing else owns it.
                     unsafe { libc::close(fd) };
                 }
@@ -335,7 +336,15 @@ impl StreamCore {
         LoopCore::call_soon_impl(lp, start, PyTuple::empty(py), None, false)?;
         if let Some(waiter) = waiter {
             static SET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            let set = cached(py, &SET, "asyncio.futures", "_set_result_unless_cancelled")?;
+            let set = SET
+                .get_or_try_init(py, || {
+                    Ok::<_, PyErr>(
+                        pyo3::wrap_pyfunction!(crate::connect::_set_result_unless_cancelled, py)?
+                            .into_any()
+                            .unbind(),
+                    )
+                })?
+                .bind(py);
             let args = PyTuple::new(py, [waiter, py.None().into_bound(py)])?;
             LoopCore::call_soon_impl(lp, set.clone(), args, None, false)?;
         }
