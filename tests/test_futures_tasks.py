@@ -26,6 +26,15 @@ def test_create_future(loop):
     assert not fut.done()
     loop.call_soon(fut.set_result, "result")
     assert loop.run_until_complete(fut) == "result"
+    assert type(fut) is asyncio.Future
+    # In debug mode the future remembers where it was made, as asyncio's Future(loop=...) does.
+    assert fut._source_traceback is None
+    loop.set_debug(True)
+    fut = loop.create_future()
+    # (asyncio's create_future, Python, is the last frame on its loop.)
+    assert "test_create_future" in [frame.name for frame in fut._source_traceback[-2:]]
+    with pytest.raises(TypeError):
+        loop.create_future(1)
 
 
 def test_future_callbacks_are_scheduled_on_the_loop(loop):
