@@ -16,11 +16,11 @@ use std::io;
 use std::os::fd::RawFd;
 
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyTuple, PyType};
-use pyo3::{intern, PyTraverseError, PyVisit};
+use pyo3::{PyTraverseError, PyVisit};
 
 use crate::event_loop::{os_error_from, LoopCore};
+use crate::futures::new_future;
 use crate::lock::{lock, Mutex};
 use crate::sock_ops::SockOp;
 use crate::transports::stream::{SockSource, StreamCore};
@@ -191,40 +191,6 @@ struct ConnectingState {
     fut: Option<Py<PyAny>>,
 }
 
-/// `asyncio.futures._set_result_unless_cancelled(fut, None)`, natively; what a transport's
-/// creation schedules for its waiter.
-#[pyfunction]
-pub(crate) fn _set_result_unless_cancelled(
-    fut: &Bound<'_, PyAny>,
-    result: &Bound<'_, PyAny>,
-) -> PyResult<()> {
-    let py = fut.py();
-    if fut.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
-        return Ok(());
-    }
-    fut.call_method1(intern!(py, "set_result"), (result,))
-        .map(drop)
-}
-
-/// `loop.create_future()`: asyncio's own is `Future(loop=loop)`, made here without its frame;
-/// a loop class with its own `create_future` has it called.
-pub(crate) fn new_future<'py>(loop_: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let py = loop_.py();
-    static ASYNCIO: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
-    let (create_future, future_cls) = ASYNCIO.get_or_try_init(py, || {
-        let base = py.import("asyncio.base_events")?.getattr("BaseEventLoop")?;
-        let future = py.import("asyncio.futures")?.getattr("Future")?;
-        Ok::<_, PyErr>((base.getattr("create_future")?.unbind(), future.unbind()))
-    })?;
-    let name = intern!(py, "create_future");
-    if loop_.get_type().getattr(name)?.is(create_future) {
-        let kwargs = pyo3::types::PyDict::new(py);
-        kwargs.set_item(intern!(py, "loop"), loop_)?;
-        return future_cls.bind(py).call((), Some(&kwargs));
-    }
-    loop_.call_method0(name)
-}
-
 impl Connecting {
     /// `create_connection(host, port, family=family, proto=proto)` to an address literal: the
     /// socket, its connection started (see the module's note); None when `host` is not one.
@@ -247,19 +213,17 @@ impl Connecting {
         if fd < 0 {
             return Err(os_error_from(&io::Error::last_os_error()));
         }
-        let conn = Py::new(
-            py,
-            Connecting {
-                loop_: loop_.clone().unbind(),
-                family,
-                proto,
-                st: Mutex::new(ConnectingState {
-                    fd: Some(fd),
-                    fut: None,
-                }),
-            },
-        )?;
-        // From here on, the Connecting closes the descriptor if anything fails.
+        let conn = Connecting {
+            loop_: loop_.clone().unbind(),
+            family,
+            proto,
+            st: Mutex::new(ConnectingState {
+                fd: Some(fd),
+                fut: None,
+            }),
+        };
+        let conn = Py::new(py, conn)?; // a failure drops it, which closes the descriptor
+                                       // From here on, the Connecting closes the descriptor if anything fails.
         if addr.connect(fd).map_err(|e| os_error_from(&e))? {
             return Ok(Some(conn));
         }

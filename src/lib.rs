@@ -5,6 +5,7 @@ mod bytes_buf;
 mod connect;
 mod event_loop;
 mod fastcall;
+mod futures;
 mod handles;
 mod lock;
 mod server;

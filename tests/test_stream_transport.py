@@ -323,6 +323,51 @@ def test_transport_methods_take_their_arguments_as_on_asyncio(loop):
     assert loop.run_until_complete(main()) == [TypeError] * 7
 
 
+def test_data_waiting_at_creation_comes_after_connection_made(loop):
+    # Data already queued on the socket when the transport is made is received after
+    # connection_made, on a server's and a client's transport alike.
+    async def main():
+        greeters = []
+
+        class Greeter(Recorder):
+            def connection_made(self, transport):
+                super().connection_made(transport)
+                greeters.append(self)
+                transport.write(b"hello")
+
+        seen = []
+        server = await loop.create_server(Greeter, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        for _ in range(3):
+            # A plain socket sends before the server's transport exists.
+            raw = socket.create_connection(("127.0.0.1", port))
+            raw.sendall(b"early")
+            # The client's transport: the greeting may be queued before it is made.
+            client, proto = await loop.create_connection(Recorder, "127.0.0.1", port)
+            while b"hello" not in proto.events:
+                await asyncio.sleep(0.001)
+            seen.append(proto.events[:2])
+            client.close()
+            raw.setblocking(False)
+            got = b""
+            while len(got) < 5:
+                try:
+                    got += raw.recv(100)
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+            raw.close()
+            assert got == b"hello"
+        for greeter in greeters[::2]:  # the plain sockets' connections
+            while len(greeter.events) < 2:
+                await asyncio.sleep(0.001)
+            seen.append(greeter.events[:2])
+        server.close()
+        await server.wait_closed()
+        return seen
+
+    assert loop.run_until_complete(main()) == [["made", b"hello"]] * 3 + [["made", b"early"]] * 3
+
+
 def test_unix_server_peer_and_socket_names(loop):
     async def main():
         path = os.path.join(tempfile.mkdtemp(), "sock")

@@ -5,7 +5,7 @@
 //! version-dependent (`__repr__`, `__del__`, `_fatal_error`, the flow-control callbacks). The
 //! rest is here, with asyncio's `_SelectorSocketTransport` semantics:
 //! - set-up: the transport's state, `TCP_NODELAY` as asyncio sets it, the server's count, then
-//!   `connection_made`, the reader and the waiter scheduled as asyncio schedules them;
+//!   `connection_made` and the waiter scheduled as asyncio schedules them, the socket watched;
 //! - reading: `recv` into the loop's shared 256 KiB buffer, one exact-size `bytes` per read, then
 //!   `protocol.data_received`; a `BufferedProtocol` is filled in place (`get_buffer`/`buffer_updated`);
 //! - writing (`write.rs`): `write()` queues, and the loop sends each transport's queue with one
@@ -299,7 +299,7 @@ impl StreamCore {
     }
 
     /// The rest of asyncio's `__init__`: the server's count, the loop's transport table,
-    /// TCP_NODELAY, then `connection_made`, the reader and the waiter, in that order.
+    /// TCP_NODELAY, then `connection_made`, the reader and the waiter, in that order (see below).
     fn start(
         &self,
         slf: &Bound<'_, Self>,
@@ -331,15 +331,18 @@ impl StreamCore {
             let made = protocol.bind(py).getattr(intern!(py, "connection_made"))?;
             LoopCore::call_soon_impl(lp, made, PyTuple::new(py, [transport])?, None, false)?;
         }
-        // asyncio schedules `self._add_reader(fd, self._read_ready)`; the native equivalent.
-        let start = slf.getattr(intern!(py, "_start_reading"))?;
-        LoopCore::call_soon_impl(lp, start, PyTuple::empty(py), None, false)?;
+        // asyncio schedules `self._add_reader(fd, self._read_ready)` after `connection_made`, so
+        // that no data is received before it. Watching now keeps that order (what the next
+        // poll reports is run after the callbacks queued before it, `connection_made`
+        // included) and spares a callback and, after a connection's wait for writing, the
+        // `epoll_ctl` that removed that registration before this one was made.
+        Self::_start_reading(slf)?;
         if let Some(waiter) = waiter {
             static SET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
             let set = SET
                 .get_or_try_init(py, || {
                     Ok::<_, PyErr>(
-                        pyo3::wrap_pyfunction!(crate::connect::_set_result_unless_cancelled, py)?
+                        pyo3::wrap_pyfunction!(crate::futures::_set_result_unless_cancelled, py)?
                             .into_any()
                             .unbind(),
                     )
