@@ -222,8 +222,9 @@ impl Connecting {
                 fut: None,
             }),
         };
-        let conn = Py::new(py, conn)?; // a failure drops it, which closes the descriptor
-                                       // From here on, the Connecting closes the descriptor if anything fails.
+        // From here on (a failure to make the object included), the Connecting closes the
+        // descriptor if anything fails.
+        let conn = Py::new(py, conn)?;
         if addr.connect(fd).map_err(|e| os_error_from(&e))? {
             return Ok(Some(conn));
         }
