@@ -1103,15 +1103,15 @@ impl LoopCore {
     }
 
     /// `create_connection(host, port, family=, proto=)`'s socket when `host` is an address
-    /// literal, its connection started (see `connect.rs`); None otherwise.
+    /// literal, its connection started (see `new_socket.rs`); None otherwise.
     fn _stream_connect(
         slf: &Bound<'_, Self>,
         host: Bound<'_, PyAny>,
         port: Bound<'_, PyAny>,
         family: i32,
         proto: i32,
-    ) -> PyResult<Option<Py<crate::connect::Connecting>>> {
-        crate::connect::Connecting::start(slf, &host, &port, family, proto)
+    ) -> PyResult<Option<Py<crate::new_socket::NewSocket>>> {
+        crate::new_socket::NewSocket::start(slf, &host, &port, family, proto)
     }
 
     /// `sock_connect`'s wait: once `fd` (of `sock`, whose connection to `address` is under

@@ -2,12 +2,12 @@
 //! (`fastcall` adds the two hand-parsed methods to `LoopCore`, and makes `transport_methods`.)
 
 mod bytes_buf;
-mod connect;
 mod event_loop;
 mod fastcall;
 mod futures;
 mod handles;
 mod lock;
+mod new_socket;
 mod server;
 mod sock_ops;
 mod transports;
@@ -27,6 +27,6 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<transports::sslproto::NativeAttribute>()?;
     m.add_class::<sock_ops::SockWait>()?;
     m.add_class::<server::Acceptor>()?;
-    m.add_class::<connect::Connecting>()?;
+    m.add_class::<new_socket::NewSocket>()?;
     Ok(())
 }

@@ -4,10 +4,12 @@
 //! `Loop._start_serving` (Python) registers an `Acceptor` as the listening socket's reader
 //! unless the loop is in debug mode (which keeps asyncio's code). When the socket is readable it
 //! accepts up to `backlog` connections with `accept4` (non-blocking and close-on-exec from the
-//! start), and for each one makes the `socket.socket`, calls the protocol factory and makes the
-//! transport (`StreamCore::create`), which schedules `connection_made` — or, for a TLS server,
-//! hands the socket and the protocol to `serve_tls` (`Loop._serve_tls`: asyncio's TLS transport,
-//! closed if its handshake fails, as the task asyncio would run per connection does).
+//! start), and for each one calls the protocol factory and makes the transport
+//! (`StreamCore::create`, which schedules `connection_made`; a TCP connection's socket object is
+//! made only if asked for, a Unix one's now) — or, for a TLS server, hands a `NewSocket` (TCP)
+//! or the socket object (Unix) and the protocol to `serve_tls` (`Loop._serve_tls`: asyncio's
+//! TLS transport, closed if its handshake fails, as the task asyncio would run per connection
+//! does).
 //! Errors are asyncio's: a factory or transport that fails ends the connection quietly (asyncio
 //! reports it only in debug mode, which runs its own code), and an accept error other than
 //! "nothing to accept" is handed to asyncio's own `_accept_connection` (the `fallback`), which
@@ -22,6 +24,7 @@ use pyo3::types::{PyDict, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use crate::event_loop::LoopCore;
+use crate::new_socket::NewSocket;
 use crate::transports::stream::{RawAddr, SockSource, StreamCore};
 
 #[pyclass(module = "oxloop._oxloop", frozen)]
@@ -81,6 +84,30 @@ impl Acceptor {
         len: libc::socklen_t,
     ) -> PyResult<()> {
         let peer = RawAddr::from_storage(addr);
+        if let (Some(peer), Some(serve_tls)) = (peer, &self.serve_tls) {
+            // TCP with TLS: the TLS transport over a NewSocket (no socket object made).
+            let server = self.server.as_ref().map(|s| s.clone_ref(py));
+            let new = NewSocket::accepted(
+                self.loop_.bind(py),
+                fd,
+                self.family,
+                self.proto,
+                peer,
+                self.sockname,
+                server,
+            );
+            let new = Py::new(py, new)?; // a failure drops it, which closes the descriptor
+            let made = self
+                .protocol_factory
+                .call0(py)
+                .and_then(|protocol| serve_tls.call1(py, (&new, protocol, py.None())));
+            return made.map(drop).or_else(|e| {
+                Self::failed(py, e, || {
+                    new.get().close();
+                    Ok(())
+                })
+            });
+        }
         if peer.is_some() && self.serve_tls.is_none() {
             let protocol = match self.protocol_factory.call0(py) {
                 Ok(p) => p,

@@ -7,8 +7,8 @@ with or without TLS, and without the rarer parameters (``sock``, ``local_addr``,
 asyncio's ``_ensure_resolved``, ``_connect_sock``, ``sock_connect`` and
 ``_create_connection_transport`` do for one address, with the socket non-blocking from its
 creation (asyncio makes it so with ``setblocking(False)``, a system call, twice) and the
-connection's outcome read natively. Plain TCP to an address literal is opened natively from
-socket to transport (``LoopCore._stream_connect``, ``src/connect.rs``), in
+connection's outcome read natively. TCP to an address literal, with or without TLS, is opened
+natively from socket to transport (``LoopCore._stream_connect``, ``src/new_socket.rs``), in
 ``create_connection``'s own frame. Everything else, debug mode and every argument error
 included, runs asyncio's own method, so its checks and messages are asyncio's.
 """
@@ -139,16 +139,29 @@ async def create_connection(self, protocol_factory, host=None, port=None, *, ssl
             and server_hostname is None
             and ssl_handshake_timeout is None
             and ssl_shutdown_timeout is _ABSENT
+        ) or (
+            ssl
+            and _tls_arguments_fit(ssl, server_hostname, ssl_handshake_timeout,
+                                   ssl_shutdown_timeout)
         ):
-            # Plain TCP to an address literal: made, connected and handed to its transport
-            # natively (its socket object is made only if asked for); None for any other host.
+            # TCP to an address literal: made, connected and handed to its transport natively
+            # (its socket object is made only if asked for); None for any other host.
             conn = self._stream_connect(host, port, family, proto)
             if conn is not None:
                 try:
                     if conn.fut is not None:
                         await conn.fut
                     protocol = protocol_factory()
-                    transport, waiter = conn.transport(_SocketTransport, protocol)
+                    if ssl:
+                        waiter = self.create_future()
+                        transport = self._make_ssl_transport(
+                            conn, protocol, None if isinstance(ssl, bool) else ssl, waiter,
+                            server_side=False,
+                            server_hostname=host if server_hostname is None else server_hostname,
+                            **_tls_timeouts(ssl_handshake_timeout, ssl_shutdown_timeout),
+                        )
+                    else:
+                        transport, waiter = conn.transport(_SocketTransport, protocol)
                 except BaseException:
                     conn.close()  # also lets go of the future (and a cycle through its error)
                     raise

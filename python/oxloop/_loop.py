@@ -34,7 +34,7 @@ from asyncio.log import logger
 from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
 from ._connect import create_connection, create_unix_connection, start_connect
-from ._oxloop import Acceptor, Handle, LoopCore, StreamCore, TimerHandle
+from ._oxloop import Acceptor, NewSocket, Handle, LoopCore, StreamCore, TimerHandle
 from ._transports import _DatagramTransport, _ReadPipeTransport, _SocketTransport
 
 # Loops running in daemon threads. At exit (atexit runs before the interpreter finalizes) each
@@ -470,13 +470,19 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
                             server_side=False, server_hostname=None, extra=None, server=None,
                             **timeouts):
         """asyncio's TLS (sslproto.SSLProtocol, any SSLContext; its per-record path native on
-        3.11+) over the native socket transport."""
-        if sys.version_info >= (3, 12):
+        3.11+) over the native socket transport; rawsock is a socket, or a ``NewSocket``
+        (``create_connection``'s native path, a TLS server's accepted connection), which knows
+        its addresses and server (extra and server are then None)."""
+        native = isinstance(rawsock, NewSocket)  # a new descriptor, no socket object yet
+        if sys.version_info >= (3, 12) and not native:
             self._ensure_fd_no_transport(rawsock)
         ssl_protocol = _SSLProtocol(
             self, protocol, sslcontext, waiter, server_side, server_hostname, **timeouts
         )
-        self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
+        if native:
+            rawsock.transport(_SocketTransport, ssl_protocol, False)
+        else:
+            self._make_socket_transport(rawsock, ssl_protocol, extra=extra, server=server)
         return ssl_protocol._app_transport
 
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,

@@ -58,7 +58,7 @@ pub(crate) enum SockSource<'a, 'py> {
     /// A socket object (what asyncio's code passes, and what Unix and TLS servers accept).
     Object(&'a Bound<'py, PyAny>),
     /// A TCP connection's descriptor, non-blocking and close-on-exec, that nothing else has
-    /// (one `Acceptor` accepted, or `Connecting` opened), whose socket object is made only if
+    /// (one `Acceptor` accepted, or `NewSocket` opened), whose socket object is made only if
     /// asked for; `sockname`, its local address if known.
     Owned {
         fd: RawFd,

@@ -1,15 +1,17 @@
-//! `Connecting`: a TCP connection being opened for `create_connection` — asyncio's
-//! `_connect_sock` (socket, `sock_connect`) and `_create_connection_transport` for one address
-//! literal, natively.
+//! `NewSocket`: a new TCP socket's descriptor, owned natively until a transport takes it — one
+//! being connected for `create_connection` (asyncio's `_connect_sock` and
+//! `_create_connection_transport` for one address literal), or one a TLS server just accepted.
 //!
-//! `oxloop._connect.connect_stream` (Python, the coroutine) calls `LoopCore._stream_connect`,
+//! `oxloop._connect.create_connection` (Python, the coroutine) calls `LoopCore._stream_connect`,
 //! which makes the socket (non-blocking and close-on-exec from the start) and starts its
 //! connection; a connection under way is waited for by a native `SockWait`, as
-//! `sock_connect`'s is. The descriptor belongs to the `Connecting` until `transport` hands it to
+//! `sock_connect`'s is. `Acceptor` makes one for each connection a TLS server accepts, for
+//! `Loop._serve_tls`. The descriptor belongs to the `NewSocket` until `transport` hands it to
 //! the stream transport's core, which makes its socket object only if asked for (see
-//! `transports/stream.rs`); a connection given up on is closed by `close` (or when collected).
-//! Errors are the socket module's and asyncio's: `OSError(errno, strerror)` for a refused start,
-//! "Connect call failed (host, port)" for a connection that fails later.
+//! `transports/stream.rs`), with its addresses known; a socket given up on is closed by `close`
+//! (or when collected). Errors are the socket module's and asyncio's: `OSError(errno,
+//! strerror)` for a refused start, "Connect call failed (host, port)" for a connection that
+//! fails later.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -23,7 +25,7 @@ use crate::event_loop::{os_error_from, LoopCore};
 use crate::futures::new_future;
 use crate::lock::{lock, Mutex};
 use crate::sock_ops::SockOp;
-use crate::transports::stream::{SockSource, StreamCore};
+use crate::transports::stream::{RawAddr, SockSource, StreamCore};
 
 extern "C" {
     /// The C library's (what the socket module's `inet_pton` and its address parsing use).
@@ -150,6 +152,13 @@ impl SockAddr {
         Ok(None)
     }
 
+    fn raw(&self) -> RawAddr {
+        match self {
+            SockAddr::V4(a) => RawAddr::V4(*a),
+            SockAddr::V6(a) => RawAddr::V6(*a),
+        }
+    }
+
     /// `connect(fd, self)`: Ok(true) connected, Ok(false) under way, Err for a failure.
     fn connect(&self, fd: RawFd) -> io::Result<bool> {
         let (ptr, len) = match self {
@@ -177,21 +186,52 @@ impl SockAddr {
 
 /// A socket whose connection was started: its descriptor until a transport takes it.
 #[pyclass(module = "oxloop._oxloop", frozen)]
-pub struct Connecting {
+pub struct NewSocket {
     loop_: Py<LoopCore>,
     family: i32,
     proto: i32,
-    st: Mutex<ConnectingState>,
+    /// The peer's address (connected to, or from `accept`): the transport's `peername`,
+    /// without a `getpeername`.
+    peer: RawAddr,
+    /// The local address, if known (an accepted connection's listener has a particular one).
+    sockname: Option<RawAddr>,
+    /// The server that accepted it, for the transport.
+    server: Option<Py<PyAny>>,
+    st: Mutex<NewSocketState>,
 }
 
-struct ConnectingState {
+struct NewSocketState {
     /// The descriptor, owned here; None once handed to a transport or closed.
     fd: Option<RawFd>,
     /// Resolved when the connection is made or fails (None: it was made at once).
     fut: Option<Py<PyAny>>,
 }
 
-impl Connecting {
+impl NewSocket {
+    /// A connection `server`'s listener just accepted (`accept4`: non-blocking, close-on-exec).
+    pub(crate) fn accepted(
+        loop_: &Bound<'_, LoopCore>,
+        fd: RawFd,
+        family: i32,
+        proto: i32,
+        peer: RawAddr,
+        sockname: Option<RawAddr>,
+        server: Option<Py<PyAny>>,
+    ) -> Self {
+        NewSocket {
+            loop_: loop_.clone().unbind(),
+            family,
+            proto,
+            peer,
+            sockname,
+            server,
+            st: Mutex::new(NewSocketState {
+                fd: Some(fd),
+                fut: None,
+            }),
+        }
+    }
+
     /// `create_connection(host, port, family=family, proto=proto)` to an address literal: the
     /// socket, its connection started (see the module's note); None when `host` is not one.
     pub(crate) fn start(
@@ -200,7 +240,7 @@ impl Connecting {
         port: &Bound<'_, PyAny>,
         family: i32,
         proto: i32,
-    ) -> PyResult<Option<Py<Connecting>>> {
+    ) -> PyResult<Option<Py<NewSocket>>> {
         let py = loop_.py();
         let Some((family, addr, address)) = SockAddr::from_literal(host, port, family, proto)?
         else {
@@ -213,16 +253,19 @@ impl Connecting {
         if fd < 0 {
             return Err(os_error_from(&io::Error::last_os_error()));
         }
-        let conn = Connecting {
+        let conn = NewSocket {
             loop_: loop_.clone().unbind(),
             family,
             proto,
-            st: Mutex::new(ConnectingState {
+            peer: addr.raw(),
+            sockname: None,
+            server: None,
+            st: Mutex::new(NewSocketState {
                 fd: Some(fd),
                 fut: None,
             }),
         };
-        // From here on (a failure to make the object included), the Connecting closes the
+        // From here on (a failure to make the object included), the NewSocket closes the
         // descriptor if anything fails.
         let conn = Py::new(py, conn)?;
         if addr.connect(fd).map_err(|e| os_error_from(&e))? {
@@ -242,7 +285,7 @@ impl Connecting {
 }
 
 #[pymethods]
-impl Connecting {
+impl NewSocket {
     /// The future to await before `transport` (None: connected already).
     #[getter]
     fn fut(&self, py: Python<'_>) -> Option<Py<PyAny>> {
@@ -250,15 +293,22 @@ impl Connecting {
     }
 
     /// Connected: hand the socket to a new transport of class `cls` for `protocol`; returns
-    /// `(transport, waiter)`, the waiter resolved once `connection_made` has been called.
+    /// `(transport, waiter)`, the waiter (if asked for) resolved once `connection_made` has
+    /// been called.
+    #[pyo3(signature = (cls, protocol, waiter=true))]
     fn transport<'py>(
         &self,
         cls: &Bound<'py, PyType>,
         protocol: &Bound<'py, PyAny>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        waiter: bool,
+    ) -> PyResult<(Bound<'py, PyAny>, Option<Bound<'py, PyAny>>)> {
         let py = cls.py();
         let loop_ = self.loop_.bind(py);
-        let waiter = new_future(loop_.as_any())?;
+        let waiter = if waiter {
+            Some(new_future(loop_.as_any())?)
+        } else {
+            None
+        };
         let (fd, fut) = {
             let mut st = lock(&self.st);
             (st.fd.take(), st.fut.take())
@@ -273,23 +323,24 @@ impl Connecting {
             fd,
             family: self.family,
             proto: self.proto,
-            sockname: None,
+            sockname: self.sockname,
         };
+        let server = self.server.as_ref().map(|s| s.bind(py).clone());
         let transport = StreamCore::create(
             cls,
             loop_,
             sock,
             protocol,
-            Some(waiter.clone()),
+            waiter.clone(),
             None,
-            None,
-            None,
+            server,
+            Some(self.peer),
         )?;
         Ok((transport, waiter))
     }
 
     /// Give up on the connection: close the socket (if no transport took it).
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         let (fd, fut) = {
             let mut st = lock(&self.st);
             (st.fd.take(), st.fut.take())
@@ -303,6 +354,7 @@ impl Connecting {
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.loop_)?;
+        visit.call(&self.server)?;
         if let Some(st) = self.st.try_lock() {
             visit.call(&st.fut)?;
         }
@@ -315,7 +367,7 @@ impl Connecting {
     }
 }
 
-impl Drop for Connecting {
+impl Drop for NewSocket {
     fn drop(&mut self) {
         if let Some(fd) = self.st.get_mut().fd.take() {
             // SAFETY: the descriptor is this object's; nothing else will close it.
