@@ -34,7 +34,7 @@ from asyncio.log import logger
 from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
 from ._connect import create_connection, create_unix_connection, start_connect
-from ._oxloop import Acceptor, NewSocket, Handle, LoopCore, StreamCore, TimerHandle
+from ._oxloop import Acceptor, Handle, LoopCore, NewSocket, StreamCore, TimerHandle
 from ._transports import _DatagramTransport, _ReadPipeTransport, _SocketTransport
 
 # Loops running in daemon threads. At exit (atexit runs before the interpreter finalizes) each
