@@ -527,25 +527,24 @@ impl LoopCore {
     /// `fd`, watched by nothing now, will be closed by its only owner (which then calls
     /// `forget_fd`) before it is watched again: no `epoll_ctl` to remove it meanwhile (see
     /// `Registry::closing`).
-    pub(crate) fn closing_fd(&self, _gil: Python<'_>, fd: RawFd) {
-        let mut io_guard = lock(&self.io);
-        let Some(io) = io_guard.as_mut() else {
-            return;
-        };
-        if !lock(&self.state).fds.contains_key(&fd) {
-            io.registry.closing(fd);
-        }
+    pub(crate) fn closing_fd(&self, gil: Python<'_>, fd: RawFd) {
+        self.with_unwatched(gil, fd, Registry::closing);
     }
 
     /// `fd` is about to be closed by its only owner, with nothing watching it: forget its
     /// registration without telling epoll (the close ends it; see `Registry::forget`).
-    pub(crate) fn forget_fd(&self, _gil: Python<'_>, fd: RawFd) {
+    pub(crate) fn forget_fd(&self, gil: Python<'_>, fd: RawFd) {
+        self.with_unwatched(gil, fd, Registry::forget);
+    }
+
+    /// `f(registry, fd)` if the loop is open and nothing watches `fd`.
+    fn with_unwatched(&self, _gil: Python<'_>, fd: RawFd, f: fn(&mut Registry, RawFd)) {
         let mut io_guard = lock(&self.io);
         let Some(io) = io_guard.as_mut() else {
             return;
         };
         if !lock(&self.state).fds.contains_key(&fd) {
-            io.registry.forget(fd);
+            f(&mut io.registry, fd);
         }
     }
 

@@ -285,7 +285,8 @@ macro_rules! transport_noargs {
         ) -> *mut ffi::PyObject {
             // SAFETY: as this function's contract.
             unsafe {
-                noargs(slf, |$core, $py| -> PyResult<Py<PyAny>> {
+                noargs(slf, |slf, $py| -> PyResult<Py<PyAny>> {
+                    let $core = &core_of(slf)?;
                     Ok($body?.into_pyobject($py)?.to_owned().into_any().unbind())
                 })
             }
@@ -293,22 +294,22 @@ macro_rules! transport_noargs {
     };
 }
 
-/// The body of a transport's METH_NOARGS method: `body(core, py)`, its error raised and a
-/// panic caught as `guarded` does.
+/// The body of a METH_NOARGS method: `body(self, py)`, its error raised and a panic caught as
+/// `guarded` does.
 ///
 /// # Safety
 /// Called from a METH_NOARGS method: `slf` is a valid borrowed reference, and the thread state
 /// is attached.
 unsafe fn noargs(
     slf: *mut ffi::PyObject,
-    body: impl FnOnce(&Bound<'_, StreamCore>, Python<'_>) -> PyResult<Py<PyAny>>,
+    body: impl FnOnce(&Bound<'_, PyAny>, Python<'_>) -> PyResult<Py<PyAny>>,
 ) -> *mut ffi::PyObject {
     guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
         // SAFETY: CPython calls methods with an attached thread state.
         let py = unsafe { Python::assume_attached() };
         // SAFETY: a valid borrowed reference (see above).
         let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
-        body(&core_of(&slf)?, py)
+        body(&slf, py)
     }))
 }
 
@@ -412,26 +413,10 @@ unsafe extern "C" fn transport_get_extra_info(
     }))
 }
 
-/// `_SocketTransport.is_closing()` (streams' `drain()` asks it on every call).
-///
-/// # Safety
-/// Called by CPython as a METH_NOARGS method: `slf` is a valid borrowed reference.
-unsafe extern "C" fn transport_is_closing(
-    slf: *mut ffi::PyObject,
-    _noargs: *mut ffi::PyObject,
-) -> *mut ffi::PyObject {
-    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
-        // SAFETY: CPython calls methods with an attached thread state.
-        let py = unsafe { Python::assume_attached() };
-        // SAFETY: a valid borrowed reference (see above).
-        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
-        let closing = core_of(&slf)?.get().is_closing();
-        Ok(pyo3::types::PyBool::new(py, closing)
-            .to_owned()
-            .into_any()
-            .unbind())
-    }))
-}
+// `is_closing()`: streams' `drain()` asks it on every call.
+transport_noargs!(transport_is_closing, |core, py| PyResult::Ok(
+    core.get().is_closing()
+));
 
 /// `_SocketTransport.__del__()`: asyncio's (the ResourceWarning of a transport never closed,
 /// and the socket's close), called only when `_sock` is not None, as it then has work to do.
@@ -442,23 +427,22 @@ unsafe extern "C" fn transport_del(
     slf: *mut ffi::PyObject,
     _noargs: *mut ffi::PyObject,
 ) -> *mut ffi::PyObject {
-    guarded(AssertUnwindSafe(|| -> PyResult<Py<PyAny>> {
-        // SAFETY: CPython calls methods with an attached thread state.
-        let py = unsafe { Python::assume_attached() };
-        // SAFETY: a valid borrowed reference (see above).
-        let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
-        if core_of(&slf).is_ok_and(|core| core.get().sock_cleared()) {
-            return Ok(py.None());
-        }
-        static ASYNCIO_DEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let del = ASYNCIO_DEL.get_or_try_init(py, || {
-            let cls = py
-                .import("asyncio.selector_events")?
-                .getattr("_SelectorTransport")?;
-            Ok::<_, PyErr>(cls.getattr("__del__")?.unbind())
-        })?;
-        del.call1(py, (slf,))
-    }))
+    // SAFETY: as this function's contract.
+    unsafe {
+        noargs(slf, |slf, py| {
+            if core_of(slf).is_ok_and(|core| core.get().sock_cleared()) {
+                return Ok(py.None());
+            }
+            static ASYNCIO_DEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            let del = ASYNCIO_DEL.get_or_try_init(py, || {
+                let cls = py
+                    .import("asyncio.selector_events")?
+                    .getattr("_SelectorTransport")?;
+                Ok::<_, PyErr>(cls.getattr("__del__")?.unbind())
+            })?;
+            del.call1(py, (slf,))
+        })
+    }
 }
 
 /// The TLS application transport's `write(data)` (`oxloop._sslproto._SSLProtocolTransport`):
