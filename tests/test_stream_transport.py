@@ -230,8 +230,9 @@ def test_a_transport_collected_unclosed_warns_and_closes_its_socket(loop, side):
         else:
             await asyncio.wait_for(peer.lost, 5)
             assert peer.events == ["made", "eof", "lost"]
+        # Not wait_closed(): on 3.12 it waits for the server's transports, and asyncio's
+        # __del__ tells the server of the collected one only from 3.13 on.
         server.close()
-        await server.wait_closed()
 
     loop.run_until_complete(main())
 
