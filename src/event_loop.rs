@@ -154,6 +154,8 @@ pub struct LoopCore {
     flush_pending: AtomicBool,
     /// The buffer every stream transport of this loop reads into.
     read_buf: Mutex<Vec<u8>>,
+    /// The last `bytes` handed to a `data_received` that nothing kept (see `spare_bytes.rs`).
+    pub(crate) spare_bytes: crate::spare_bytes::SpareBytes,
     stopping: AtomicBool,
     /// Set by `_park_at_next_lap`: the callable to call before the loop's thread parks for good.
     park: Mutex<Option<Py<PyAny>>>,
@@ -219,6 +221,7 @@ impl LoopCore {
             task_factory: Mutex::new(None),
             flush_pending: AtomicBool::new(false),
             read_buf: Mutex::new(Vec::new()),
+            spare_bytes: Default::default(),
             stopping: AtomicBool::new(false),
             park: Mutex::new(None),
             park_requested: AtomicBool::new(false),
@@ -627,7 +630,7 @@ impl LoopCore {
         buf
     }
 
-    fn flush_transports(&self, py: Python<'_>) -> PyResult<()> {
+    pub(crate) fn flush_transports(&self, py: Python<'_>) -> PyResult<()> {
         // A plain load first: this runs after every callback, and most queue nothing.
         if !self.flush_pending.load(Ordering::Relaxed)
             || !self.flush_pending.swap(false, Ordering::Relaxed)

@@ -10,6 +10,7 @@ mod lock;
 mod new_socket;
 mod server;
 mod sock_ops;
+mod spare_bytes;
 mod transports;
 
 use pyo3::prelude::*;

@@ -687,6 +687,57 @@ def test_write_eof_and_writes_after_it_as_on_asyncio(loop, stock_loop):
     assert ours[-2:] == [["made", b"last", "eof", "lost"], ["made", "eof", "lost"]]
 
 
+@pytest.mark.parametrize("keep", ["stored", "hashed", "dropped", "echoed"])
+def test_each_data_received_gets_its_own_bytes(loop, keep):
+    # 1 KiB messages of different contents, one read each: what a protocol keeps (or hashes,
+    # drops, or writes back to a peer that reads only at the end, so that writes queue up) is
+    # what it was given, whatever the loop does with the objects afterwards.
+    messages = [bytes([i % 251 + 1]) * 1024 for i in range(1, 41 if keep != "echoed" else 3001)]
+
+    async def main():
+        got = []
+        hashes = []
+        done = loop.create_future()
+
+        class Keeper(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+
+            def data_received(self, data):
+                if keep == "stored":
+                    got.append(data)
+                elif keep == "hashed":
+                    hashes.append((hash(data), data.hex()))
+                elif keep == "echoed":
+                    self.transport.write(data)
+                got_bytes[0] += len(data)
+                if got_bytes[0] == 1024 * len(messages) and not done.done():
+                    done.set_result(None)
+
+        got_bytes = [0]
+        server = await loop.create_server(Keeper, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i, m in enumerate(messages):
+            writer.write(m)
+            await writer.drain()
+            if i < 40:
+                await asyncio.sleep(0.002)  # one message per read, most of the time
+        await asyncio.wait_for(done, 5)
+        if keep == "echoed":
+            got.append(await asyncio.wait_for(reader.readexactly(1024 * len(messages)), 5))
+        writer.close()
+        server.close()
+        return got, hashes
+
+    got, hashes = loop.run_until_complete(main())
+    if keep in ("stored", "echoed"):
+        assert b"".join(got) == b"".join(messages)
+    if keep == "hashed":
+        assert all(hash(bytes.fromhex(h)) == value for value, h in hashes)
+        assert b"".join(bytes.fromhex(h) for _, h in hashes) == b"".join(messages)
+
+
 # --- reading: every byte, EOF and error arrives however the kernel reports readiness ----------
 # oxloop watches a stream transport's socket edge-triggered: each of these is a case where
 # data or the end of the stream is still there after a read and no new event would say so.

@@ -60,7 +60,8 @@ impl StreamCore {
         let received = if last > COPY_READ_MAX {
             Self::recv_direct(slf, (2 * last).clamp(DIRECT_READ_MIN, DIRECT_READ_MAX))?
         } else {
-            Self::recv_shared(slf).map(|(buf, n)| PyBytes::new(py, &buf[..n]))
+            let spare = &this.loop_.get().spare_bytes;
+            Self::recv_shared(slf).map(|(buf, n)| spare.make(py, &buf[..n]))
         };
         let data = match received {
             Ok(data) => data,
@@ -68,13 +69,19 @@ impl StreamCore {
         };
         this.last_read
             .store(data.as_bytes().len(), Ordering::Relaxed);
-        if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (data,)) {
+        if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (&data,)) {
             return Self::protocol_failed(
                 slf,
                 e,
                 "Fatal error: protocol.data_received() call failed.",
             );
         }
+        // What the protocol wrote goes out now, as the loop would send it right after this
+        // callback: the write queue then lets go of `data` if it was written back, and the
+        // object can serve the next read (see `spare_bytes.rs`).
+        let core = this.loop_.get();
+        core.flush_transports(py)?;
+        core.spare_bytes.give_back(data);
         Ok(())
     }
 
