@@ -296,7 +296,7 @@ impl NewSocket {
     /// `(transport, waiter)`, the waiter (if asked for) resolved once `connection_made` has
     /// been called.
     #[pyo3(signature = (cls, protocol, waiter=true))]
-    fn transport<'py>(
+    pub(crate) fn transport<'py>(
         &self,
         cls: &Bound<'py, PyType>,
         protocol: &Bound<'py, PyAny>,
@@ -323,19 +323,12 @@ impl NewSocket {
             fd,
             family: self.family,
             proto: self.proto,
+            peer: self.peer,
             sockname: self.sockname,
         };
         let server = self.server.as_ref().map(|s| s.bind(py).clone());
-        let transport = StreamCore::create(
-            cls,
-            loop_,
-            sock,
-            protocol,
-            waiter.clone(),
-            None,
-            server,
-            Some(self.peer),
-        )?;
+        let transport =
+            StreamCore::create(cls, loop_, sock, protocol, waiter.clone(), None, server)?;
         Ok((transport, waiter))
     }
 

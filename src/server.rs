@@ -74,8 +74,9 @@ fn unix_addr_to_py<'py>(
 }
 
 impl Acceptor {
-    /// One accepted descriptor: its protocol and transport, and its socket object unless the
-    /// transport makes that only when asked (a TCP connection without TLS).
+    /// One accepted descriptor: its protocol and transport. A TCP connection's descriptor goes
+    /// to a `NewSocket` (no socket object unless asked for; the addresses known), which closes
+    /// it if nothing takes it; a Unix one gets its socket object now.
     fn serve(
         &self,
         py: Python<'_>,
@@ -83,9 +84,7 @@ impl Acceptor {
         addr: &libc::sockaddr_storage,
         len: libc::socklen_t,
     ) -> PyResult<()> {
-        let peer = RawAddr::from_storage(addr);
-        if let (Some(peer), Some(serve_tls)) = (peer, &self.serve_tls) {
-            // TCP with TLS: the TLS transport over a NewSocket (no socket object made).
+        if let Some(peer) = RawAddr::from_storage(addr) {
             let server = self.server.as_ref().map(|s| s.clone_ref(py));
             let new = NewSocket::accepted(
                 self.loop_.bind(py),
@@ -96,49 +95,20 @@ impl Acceptor {
                 self.sockname,
                 server,
             );
-            let new = Py::new(py, new)?; // a failure drops it, which closes the descriptor
-            let made = self
-                .protocol_factory
-                .call0(py)
-                .and_then(|protocol| serve_tls.call1(py, (&new, protocol, py.None())));
-            return made.map(drop).or_else(|e| {
-                Self::failed(py, e, || {
-                    new.get().close();
-                    Ok(())
-                })
-            });
-        }
-        if peer.is_some() && self.serve_tls.is_none() {
-            let protocol = match self.protocol_factory.call0(py) {
-                Ok(p) => p,
-                Err(e) => {
-                    return Self::failed(py, e, || {
-                        // SAFETY: the descriptor was just accepted and nothing else owns it.
-                        unsafe { libc::close(fd) };
-                        Ok(())
-                    });
+            let made = self.protocol_factory.call0(py).and_then(|protocol| {
+                let Some(serve_tls) = &self.serve_tls else {
+                    let cls = self.transport_cls.bind(py);
+                    return new.transport(cls, protocol.bind(py), false).map(drop);
+                };
+                let new = Py::new(py, new)?; // a failure drops it, which closes the descriptor
+                let served = serve_tls.call1(py, (&new, protocol, py.None())).map(drop);
+                if served.is_err() {
+                    new.get().close(); // unless the TLS transport took it
                 }
-            };
-            let sock = SockSource::Owned {
-                fd,
-                family: self.family,
-                proto: self.proto,
-                sockname: self.sockname,
-            };
-            let server = self.server.as_ref().map(|s| s.bind(py).clone());
-            let cls = self.transport_cls.bind(py);
-            let made = StreamCore::create(
-                cls,
-                self.loop_.bind(py),
-                sock,
-                protocol.bind(py),
-                None,
-                None,
-                server,
-                peer,
-            );
-            // A transport that failed has closed the descriptor.
-            return made.map(drop).or_else(|e| Self::failed(py, e, || Ok(())));
+                served
+            });
+            // The descriptor is a transport's, or was closed when `new` was dropped.
+            return made.or_else(|e| Self::failed(py, e, || Ok(())));
         }
         let conn = match self.socket_cls.bind(py).call1((
             self.family,
@@ -153,18 +123,13 @@ impl Acceptor {
                 return Err(e);
             }
         };
-        let extra = if peer.is_none() {
-            let extra = PyDict::new(py);
-            let name = if self.family == libc::AF_UNIX {
-                unix_addr_to_py(py, addr, len)?
-            } else {
-                conn.call_method0(intern!(py, "getpeername"))?
-            };
-            extra.set_item(intern!(py, "peername"), name)?;
-            Some(extra)
+        let extra = PyDict::new(py);
+        let name = if self.family == libc::AF_UNIX {
+            unix_addr_to_py(py, addr, len)?
         } else {
-            None
+            conn.call_method0(intern!(py, "getpeername"))?
         };
+        extra.set_item(intern!(py, "peername"), name)?;
         let made = self.protocol_factory.call0(py).and_then(|protocol| {
             if let Some(serve_tls) = &self.serve_tls {
                 return serve_tls.call1(py, (&conn, protocol, extra)).map(drop);
@@ -175,9 +140,8 @@ impl Acceptor {
                 SockSource::Object(&conn),
                 protocol.bind(py),
                 None,
-                extra,
+                Some(extra),
                 self.server.as_ref().map(|s| s.bind(py).clone()),
-                peer,
             )
             .map(drop)
         });

@@ -58,12 +58,13 @@ pub(crate) enum SockSource<'a, 'py> {
     /// A socket object (what asyncio's code passes, and what Unix and TLS servers accept).
     Object(&'a Bound<'py, PyAny>),
     /// A TCP connection's descriptor, non-blocking and close-on-exec, that nothing else has
-    /// (one `Acceptor` accepted, or `NewSocket` opened), whose socket object is made only if
-    /// asked for; `sockname`, its local address if known.
+    /// (a `NewSocket`'s: accepted, or connected), whose socket object is made only if asked
+    /// for; `peer`, the peer's address, and `sockname`, the local one if known.
     Owned {
         fd: RawFd,
         family: i32,
         proto: i32,
+        peer: RawAddr,
         sockname: Option<RawAddr>,
     },
 }
@@ -211,7 +212,10 @@ impl StreamCore {
                 extra: extra.map(Bound::unbind),
                 extra_complete: false,
                 sockname,
-                peername: Addr::Unset,
+                peername: match sock {
+                    SockSource::Owned { peer, .. } => Addr::Raw(*peer),
+                    SockSource::Object(_) => Addr::Unset,
+                },
                 protocol: Some(protocol.clone().unbind()),
                 buffered_protocol: buffered,
                 protocol_connected: true,
@@ -231,9 +235,8 @@ impl StreamCore {
     }
 
     /// Make a transport of class `cls` (`_SocketTransport`) over a new core, and start it as
-    /// asyncio's `__init__` does. `peer` is the peer's address from `accept`, when known.
-    /// An accepted descriptor is the core's from the start: closed by it if this fails.
-    #[allow(clippy::too_many_arguments)]
+    /// asyncio's `__init__` does. An owned descriptor is the core's from the start: closed by it
+    /// if this fails.
     pub(crate) fn create<'py>(
         cls: &Bound<'py, PyType>,
         loop_: &Bound<'py, LoopCore>,
@@ -242,18 +245,19 @@ impl StreamCore {
         waiter: Option<Bound<'py, PyAny>>,
         extra: Option<Bound<'py, PyDict>>,
         server: Option<Bound<'py, PyAny>>,
-        peer: Option<RawAddr>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let py = cls.py();
-        let given_peer = match &extra {
-            Some(e) => e.contains(intern!(py, "peername"))?,
-            None => false,
+        // A socket object's peer address is asked for, unless given (or owned: known).
+        let ask_peer = match (&sock, &extra) {
+            (SockSource::Owned { .. }, _) => false,
+            (SockSource::Object(_), Some(e)) => !e.contains(intern!(py, "peername"))?,
+            (SockSource::Object(_), None) => true,
         };
         let core = match Self::new_state(loop_, &sock, protocol, extra, server) {
             Ok(state) => Bound::new(py, state)?,
             Err(e) => {
                 if let SockSource::Owned { fd, .. } = sock {
-                    // SAFETY: the descriptor was just accepted and nothing else owns it.
+                    // SAFETY: the descriptor was handed over here and nothing else owns it.
                     unsafe { libc::close(fd) };
                 }
                 return Err(e);
@@ -270,15 +274,11 @@ impl StreamCore {
         let this = core.get();
         lock(&this.st).transport = Some(transport.clone().unbind());
         let inet = this.family == libc::AF_INET || this.family == libc::AF_INET6;
-        if inet && !given_peer {
-            let peername = match peer {
-                Some(p) => Addr::Raw(p),
-                None => match RawAddr::query(this.fd, true) {
-                    Ok((_, Some(a))) => Addr::Raw(a),
-                    _ => Addr::Failed,
-                },
+        if inet && ask_peer {
+            lock(&this.st).peername = match RawAddr::query(this.fd, true) {
+                Ok((_, Some(a))) => Addr::Raw(a),
+                _ => Addr::Failed,
             };
-            lock(&this.st).peername = peername;
         }
         if !inet {
             // Unix sockets: the socket module's own conversions, made now as asyncio does.
@@ -564,7 +564,6 @@ impl StreamCore {
             waiter,
             extra,
             server,
-            None,
         )
     }
 
