@@ -134,16 +134,8 @@ async def create_connection(self, protocol_factory, host=None, port=None, *, ssl
         and (all_errors is _ABSENT or (_HAS_ALL_ERRORS and not all_errors))
         and not self._debug
     ):
-        if (
-            not ssl
-            and server_hostname is None
-            and ssl_handshake_timeout is None
-            and ssl_shutdown_timeout is _ABSENT
-        ) or (
-            ssl
-            and _tls_arguments_fit(ssl, server_hostname, ssl_handshake_timeout,
-                                   ssl_shutdown_timeout)
-        ):
+        fit = _tls_arguments_fit(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
+        if fit:
             # TCP to an address literal: made, connected and handed to its transport natively
             # (its socket object is made only if asked for); None for any other host.
             conn = self._stream_connect(host, port, family, proto)
@@ -171,9 +163,7 @@ async def create_connection(self, protocol_factory, host=None, port=None, *, ssl
                     transport.close()
                     raise
                 return transport, protocol
-        info = None
-        if _tls_arguments_fit(ssl, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout):
-            info = _ipaddr_info(host, port, family, socket.SOCK_STREAM, proto)
+        info = _ipaddr_info(host, port, family, socket.SOCK_STREAM, proto) if fit else None
         if info is not None:  # an address literal: asyncio tries exactly this one address
             family, _, proto, _, address = info
             if ssl and server_hostname is None:
