@@ -4,12 +4,11 @@
 //! `Loop._start_serving` (Python) registers an `Acceptor` as the listening socket's reader
 //! unless the loop is in debug mode (which keeps asyncio's code). When the socket is readable it
 //! accepts up to `backlog` connections with `accept4` (non-blocking and close-on-exec from the
-//! start), and for each one calls the protocol factory and makes the transport
-//! (`StreamCore::create`, which schedules `connection_made`; a TCP connection's socket object is
-//! made only if asked for, a Unix one's now) — or, for a TLS server, hands a `NewSocket` (TCP)
-//! or the socket object (Unix) and the protocol to `serve_tls` (`Loop._serve_tls`: asyncio's
-//! TLS transport, closed if its handshake fails, as the task asyncio would run per connection
-//! does).
+//! start), and for each one calls the protocol factory and makes the transport (which
+//! schedules `connection_made`): over a `NewSocket` for TCP (its socket object made only if
+//! asked for), over a socket object made now for Unix. A TLS server hands the `NewSocket` or
+//! the socket object and the protocol to `serve_tls` (`Loop._serve_tls`: asyncio's TLS
+//! transport, closed if its handshake fails, as the task asyncio would run per connection does).
 //! Errors are asyncio's: a factory or transport that fails ends the connection quietly (asyncio
 //! reports it only in debug mode, which runs its own code), and an accept error other than
 //! "nothing to accept" is handed to asyncio's own `_accept_connection` (the `fallback`), which
