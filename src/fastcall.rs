@@ -445,6 +445,33 @@ unsafe extern "C" fn transport_del(
     }
 }
 
+/// The TLS application transport's `__del__`: asyncio's (the ResourceWarning of a transport
+/// never closed), called only when `_closed` is false, as it then has work to do.
+///
+/// # Safety
+/// Called by CPython as a METH_NOARGS method: `slf` is a valid borrowed reference.
+unsafe extern "C" fn ssl_transport_del(
+    slf: *mut ffi::PyObject,
+    _noargs: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as this function's contract.
+    unsafe {
+        noargs(slf, |slf, py| {
+            if slf.getattr(intern!(py, "_closed"))?.is_truthy()? {
+                return Ok(py.None());
+            }
+            static ASYNCIO_DEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+            let del = ASYNCIO_DEL.get_or_try_init(py, || {
+                let cls = py
+                    .import("asyncio.sslproto")?
+                    .getattr("_SSLProtocolTransport")?;
+                Ok::<_, PyErr>(cls.getattr("__del__")?.unbind())
+            })?;
+            del.call1(py, (slf,))
+        })
+    }
+}
+
 /// The TLS application transport's `write(data)` (`oxloop._sslproto._SSLProtocolTransport`):
 /// asyncio's checks, then its protocol's `_write_appdata((data,))`, natively for oxloop's.
 ///
@@ -493,7 +520,7 @@ const TRANSPORT_IS_CLOSING_DOC: &CStr = c"is_closing($self, /)\n--\n\n\
 Return True if the transport is closing or closed.";
 
 /// `_SocketTransport`'s native methods, by name (`oxloop._oxloop.transport_methods`), and the
-/// TLS application transport's `write` (`ssl_write`): method
+/// TLS application transport's `write` and `__del__` (`ssl_write`, `ssl_del`): method
 /// descriptors of `object`, so that the class they are set on needs no native base, and the
 /// interpreter calls them with no bound method object.
 pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -505,7 +532,7 @@ pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
             doc,
         )
     };
-    let methods: [(&'static CStr, ffi::PyMethodDefPointer, c_int, &'static CStr); 14] = [
+    let methods: [(&'static CStr, ffi::PyMethodDefPointer, c_int, &'static CStr); 15] = [
         noargs(c"close", transport_close, c"close($self, /)\n--\n\nClose the transport: its buffered data is sent first, then connection_lost(None)."),
         noargs(c"abort", transport_abort, c"abort($self, /)\n--\n\nClose the transport at once: buffered data is lost."),
         noargs(c"is_reading", transport_is_reading, c"is_reading($self, /)\n--\n\nReturn True if the transport is receiving."),
@@ -550,6 +577,14 @@ pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
             c"__del__",
             ffi::PyMethodDefPointer {
                 PyCFunction: transport_del,
+            },
+            ffi::METH_NOARGS,
+            TRANSPORT_DEL_DOC,
+        ),
+        (
+            c"ssl_del",
+            ffi::PyMethodDefPointer {
+                PyCFunction: ssl_transport_del,
             },
             ffi::METH_NOARGS,
             TRANSPORT_DEL_DOC,

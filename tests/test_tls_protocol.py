@@ -294,3 +294,234 @@ def test_application_transport_write_checks_as_on_asyncio(loop, stock_loop, cert
     ours = run(loop)
     assert ours == run(stock_loop)
     assert ours[0] is True and ours[-4:] == ["ok", "ok", "ok", 0]
+
+
+def _snapshot(proto):
+    """The TLS protocol's attributes, as values to compare across the two classes: plain
+    values as they are, objects made per protocol by their type, methods by name and owner."""
+    from oxloop._sslproto import SSLProtocolBase
+
+    names = set(vars(proto)) | set(getattr(SSLProtocolBase, "_native_attributes", ()))
+    seen = {}
+    for name in sorted(names):
+        value = getattr(proto, name)
+        if value is None or isinstance(value, (bool, int, float, str, asyncio.sslproto.enum.Enum)):
+            seen[name] = value
+        elif isinstance(value, (bytearray, memoryview)):
+            seen[name] = type(value).__name__  # asyncio's is max_size long; oxloop's grows on use
+        elif hasattr(value, "__self__"):
+            seen[name] = ("method", value.__name__, type(value.__self__).__name__)
+        elif isinstance(value, dict):
+            seen[name] = sorted(value)
+        else:
+            seen[name] = type(value).__name__
+    return seen
+
+
+@OLD_SSLPROTO
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"server_side": True},
+        {"server_hostname": "localhost"},
+        {"server_side": True, "server_hostname": "ignored"},
+        {"call_connection_made": False},
+        {"ssl_handshake_timeout": 5, "ssl_shutdown_timeout": 2.5},
+        {"context": None, "server_hostname": "localhost"},
+        {"buffered": True},
+    ],
+    ids=["client", "server", "hostname", "server-hostname", "no-connection-made", "timeouts",
+         "default-context", "buffered"],
+)
+def test_a_new_protocol_is_as_asyncio_makes_it(loop, certs, kwargs):
+    """oxloop's native __init__ sets what asyncio's does, to the same values."""
+    from oxloop._sslproto import SSLProtocol
+
+    kwargs = dict(kwargs)
+    server_side = kwargs.get("server_side", False)
+    default = server_context(certs) if server_side else client_context(certs)
+    context = kwargs.pop("context", default)
+    app = BufferedCollector(loop, 1) if kwargs.pop("buffered", False) else Collector(loop, 1)
+    made = []
+    for cls in (asyncio.sslproto.SSLProtocol, SSLProtocol):
+        waiter = loop.create_future()
+        proto = cls(loop, app, context, waiter, **kwargs)
+        made.append(_snapshot(proto))
+        assert proto._waiter is waiter and proto._loop is loop and proto._app_protocol is app
+        assert proto._get_app_transport() is proto._app_transport
+        proto._app_transport._closed = True  # no "unclosed transport" warning
+    assert made[1] == made[0]
+
+
+@OLD_SSLPROTO
+@pytest.mark.parametrize("name", ["ssl_handshake_timeout", "ssl_shutdown_timeout"])
+@pytest.mark.parametrize("value", [0, -1, -0.5])
+def test_a_timeout_that_is_not_positive_raises_as_on_asyncio(loop, certs, name, value):
+    from oxloop._sslproto import SSLProtocol
+
+    errors = []
+    for cls in (asyncio.sslproto.SSLProtocol, SSLProtocol):
+        with pytest.raises(ValueError) as info:
+            cls(loop, Collector(loop, 1), client_context(certs), None, **{name: value})
+        errors.append(str(info.value))
+    assert errors[1] == errors[0]
+
+
+@OLD_SSLPROTO
+def test_state_transitions_are_asyncio_s(loop, certs):
+    """_set_state allows what asyncio allows, and raises its RuntimeError otherwise."""
+    from oxloop._sslproto import SSLProtocol
+
+    S = asyncio.sslproto.SSLProtocolState
+    steps = [S.WRAPPED, S.DO_HANDSHAKE, S.DO_HANDSHAKE, S.SHUTDOWN, S.WRAPPED, S.FLUSHING,
+             S.FLUSHING, S.SHUTDOWN, S.UNWRAPPED, S.UNWRAPPED, S.FLUSHING, "DO_HANDSHAKE"]
+    outcomes = []
+    for cls in (asyncio.sslproto.SSLProtocol, SSLProtocol):
+        proto = cls(loop, Collector(loop, 1), client_context(certs), None)
+        proto._app_transport._closed = True
+        seen = []
+        for step in steps:
+            try:
+                proto._set_state(step)
+                seen.append(proto._state)
+            except RuntimeError as exc:
+                seen.append(str(exc))
+        outcomes.append(seen)
+    assert outcomes[1] == outcomes[0]
+    assert "cannot switch state from SSLProtocolState.UNWRAPPED to SSLProtocolState.WRAPPED" in outcomes[0]
+
+
+def _handshake_failure(loop, certs, how):
+    """What a client sees of a failed handshake: the exception (type, message) and what the
+    loop's exception handler was given."""
+    import socket
+
+    reported = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(
+        (context["message"], type(context.get("exception")).__name__)))
+
+    async def main():
+        if how in ("peer-closes", "timeout"):
+            listener = socket.create_server(("127.0.0.1", 0))
+            listener.setblocking(False)
+            port = listener.getsockname()[1]
+
+            async def accept_and_close():
+                conn, _ = await loop.sock_accept(listener)
+                await loop.sock_recv(conn, 1024)  # the ClientHello
+                conn.close()
+
+            task = asyncio.ensure_future(accept_and_close()) if how == "peer-closes" else None
+            hostname, server = "localhost", None
+        else:
+            server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0,
+                                              ssl=server_context(certs))
+            port = server.sockets[0].getsockname()[1]
+            hostname, task = "not-localhost.example", None
+        made = []
+
+        class App(asyncio.Protocol):
+            def connection_made(self, transport):
+                made.append(transport)
+
+        try:
+            await loop.create_connection(
+                App, "127.0.0.1", port, ssl=client_context(certs), server_hostname=hostname,
+                ssl_handshake_timeout=0.3,
+            )
+        except Exception as exc:  # noqa: BLE001 (what is compared)
+            outcome = (type(exc).__name__, str(exc) if how != "mismatch" else exc.verify_message)
+        finally:
+            if task is not None:
+                await task
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+            else:
+                listener.close()
+        await asyncio.sleep(0.05)
+        return outcome, made
+
+    outcome, made = loop.run_until_complete(main())
+    loop.close()
+    return outcome, made, sorted(reported)
+
+
+@OLD_SSLPROTO
+@pytest.mark.parametrize("how", ["mismatch", "peer-closes", "timeout"])
+def test_a_failed_handshake_is_reported_as_on_asyncio(loop, stock_loop, certs, how):
+    ours = _handshake_failure(loop, certs, how)
+    assert ours == _handshake_failure(stock_loop, certs, how)
+    assert ours[1] == []  # the application protocol never heard of the connection
+
+
+def _made_or_raised(make):
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001 (what is compared)
+        return (type(exc).__name__, str(exc))
+
+
+@OLD_SSLPROTO
+@pytest.mark.parametrize(
+    "hostname",
+    ["localhost", "a.b.c", "trailing.dot.", "bücher.example", "x" * 64, "a..b", "", None,
+     b"localhost"],
+    ids=["plain", "labels", "trailing-dot", "idn", "label-too-long", "empty-label", "empty",
+         "none", "bytes"],
+)
+def test_server_hostnames_are_encoded_as_on_asyncio(loop, certs, hostname):
+    """The SSL object is given the host name as ssl.SSLContext.wrap_bio encodes it (oxloop
+    encodes plain ASCII names itself, and leaves the rest to the ssl module)."""
+    from oxloop._sslproto import SSLProtocol
+
+    seen = []
+    for cls in (asyncio.sslproto.SSLProtocol, SSLProtocol):
+        def make(cls=cls):
+            proto = cls(loop, Collector(loop, 1), client_context(certs), None,
+                        server_hostname=hostname)
+            proto._app_transport._closed = True
+            return type(proto._sslobj).__name__, proto._sslobj.server_hostname
+
+        seen.append(_made_or_raised(make))
+    assert seen[1] == seen[0]
+
+
+@OLD_SSLPROTO
+def test_a_context_of_the_user_s_own_wraps_as_it_says(loop, certs):
+    """A context subclass's own wrap_bio is called, as asyncio calls it."""
+    from oxloop._sslproto import SSLProtocol
+
+    calls = []
+
+    class Context(ssl.SSLContext):
+        def wrap_bio(self, *args, **kwargs):
+            calls.append(kwargs)
+            return super().wrap_bio(*args, **kwargs)
+
+    ctx = Context(ssl.PROTOCOL_TLS_CLIENT)
+    for cls in (asyncio.sslproto.SSLProtocol, SSLProtocol):
+        proto = cls(loop, Collector(loop, 1), ctx, None, server_hostname="localhost")
+        proto._app_transport._closed = True
+    assert calls == [{"server_side": False, "server_hostname": "localhost"}] * 2
+
+
+@OLD_SSLPROTO
+def test_an_unclosed_application_transport_warns_as_on_asyncio(loop, certs):
+    import gc
+    import warnings
+
+    from oxloop._sslproto import SSLProtocol
+
+    seen = []
+    for cls in (asyncio.sslproto.SSLProtocol, SSLProtocol):
+        gc.collect()  # what earlier tests left
+        proto = cls(loop, Collector(loop, 1), client_context(certs), None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del proto
+            gc.collect()
+        seen.append([(w.category, str(w.message)) for w in caught if "SSLProtocol" in str(w.message)])
+    assert seen[1] == seen[0]
+    assert seen[0] == [(ResourceWarning, "unclosed transport <asyncio._SSLProtocolTransport object>")]
