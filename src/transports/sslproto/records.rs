@@ -12,8 +12,8 @@ use crate::bytes_buf::BytesBuf;
 use crate::lock::MutexGuard;
 use crate::transports::stream::StreamCore;
 
-/// The least room a read burst starts with (the BIO may hold less than a record, or nothing
-/// when a paused reader resumes).
+/// The room a read burst starts with when the incoming BIO is empty (a paused reader resumed:
+/// the SSL object may hold decrypted records).
 const PLAINTEXT_MIN: usize = 4096;
 
 pub(super) fn incoming_pending(incoming: &Bound<'_, PyAny>) -> PyResult<usize> {
@@ -51,8 +51,13 @@ impl SSLProtocolBase {
             return asyncio_method(names, me.obj, intern!(py, "_do_read__copied"), &[]);
         };
         // Decrypted into the bytes object handed over: the incoming BIO's ciphertext bounds the
-        // plaintext of the records in it.
-        let mut buf = BytesBuf::new(py, incoming_pending(incoming)?.max(PLAINTEXT_MIN))?;
+        // plaintext of the records in it (a few bytes more than it: the bytes object shrinks in
+        // place). It grows when the SSL object held more.
+        let room = match incoming_pending(incoming)? {
+            0 => PLAINTEXT_MIN,
+            pending => pending,
+        };
+        let mut buf = BytesBuf::new(py, room)?;
         let mut filled = 0;
         let mut close_notify = false;
         let result = loop {
