@@ -525,3 +525,52 @@ def test_an_unclosed_application_transport_warns_as_on_asyncio(loop, certs):
         seen.append([(w.category, str(w.message)) for w in caught if "SSLProtocol" in str(w.message)])
     assert seen[1] == seen[0]
     assert seen[0] == [(ResourceWarning, "unclosed transport <asyncio._SSLProtocolTransport object>")]
+
+
+class _RecordingTransport(asyncio.Transport):
+    """A transport below a TLS protocol that records what the protocol asks of it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def write(self, data):
+        self.calls.append(("write", type(data).__name__))
+
+    def abort(self):
+        self.calls.append(("abort",))
+
+    def _force_close(self, exc):
+        self.calls.append(("_force_close", exc))
+
+    def close(self):
+        self.calls.append(("close",))
+
+    def get_extra_info(self, name, default=None):
+        return default
+
+
+@OLD_SSLPROTO
+def test_closing_during_the_handshake_aborts_as_on_asyncio(loop, certs):
+    """The application transport closed while the handshake is under way: asyncio's _abort
+    (transport.abort() on 3.11-3.12, transport._force_close(None) from 3.13), then the
+    connection's end as asyncio's connection_lost does it."""
+    from oxloop._sslproto import SSLProtocol
+
+    seen = []
+    for cls in (asyncio.sslproto.SSLProtocol, SSLProtocol):
+        waiter = loop.create_future()
+        app = Collector(loop, 1)
+        proto = cls(loop, app, client_context(certs), waiter, server_hostname="localhost")
+        below = _RecordingTransport()
+        proto.connection_made(below)  # the ClientHello goes out
+        state_before = proto._state
+        proto._app_transport.close()
+        proto._app_transport.close()  # a second close does nothing
+        proto.connection_lost(None)
+        loop.run_until_complete(asyncio.sleep(0))
+        seen.append((state_before, below.calls, proto._state, waiter.done(), app.events,
+                     proto._handshake_timeout_handle, proto._transport))
+    assert seen[1] == seen[0]
+    assert seen[0][0] is asyncio.sslproto.SSLProtocolState.DO_HANDSHAKE
+    assert seen[0][1][0] == ("write", "bytes")

@@ -77,7 +77,7 @@ struct Names {
     /// `ssl.SSLContext.wrap_bio`, `ssl.SSLContext._encode_hostname`.
     context_wrap_bio: Py<PyAny>,
     context_encode_hostname: Py<PyAny>,
-    /// Whether `_abort` takes the exception (3.12+) or nothing (3.11).
+    /// Whether `_abort` takes the exception or nothing.
     abort_takes_exc: bool,
 }
 
@@ -128,7 +128,14 @@ fn names(py: Python<'_>) -> PyResult<&Names> {
                 .getattr("SSLContext")?
                 .getattr("_encode_hostname")?
                 .unbind(),
-            abort_takes_exc: py.version_info() >= (3, 12),
+            // 3.13's takes the exception (and some 3.12 releases'): asked of its code.
+            abort_takes_exc: sslproto
+                .getattr("SSLProtocol")?
+                .getattr("_abort")?
+                .getattr("__code__")?
+                .getattr("co_argcount")?
+                .extract::<usize>()?
+                == 2,
         })
     })
 }
