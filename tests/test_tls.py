@@ -227,6 +227,51 @@ def test_starttls_upgrade_in_place(loop, certs):
     assert loop.run_until_complete(main()) == (b"SECRET\n", True)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10's sslproto is the older design")
+def test_start_tls_upgrades_with_the_loop_s_tls_protocol(loop, loop_kind, certs):
+    """loop.start_tls: the upgraded transport runs over the loop's own TLS protocol (oxloop's
+    native one on oxloop), and bad arguments raise asyncio's errors."""
+
+    async def handler(reader, writer):
+        await reader.readexactly(1)
+        writer.write(b"+")  # the client's ClientHello comes after this
+        await writer.drain()
+        await writer.start_tls(server_context(certs))
+        writer.write((await reader.readexactly(6)).upper())
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        errors = []
+        for args in [(writer.transport, asyncio.Protocol(), object()),
+                     (object(), asyncio.Protocol(), client_context(certs))]:
+            try:
+                await loop.start_tls(*args)
+            except TypeError as exc:
+                errors.append(str(exc).split("<")[0])
+        writer.write(b"!")
+        assert await reader.readexactly(1) == b"+"
+        await writer.start_tls(client_context(certs), server_hostname="localhost")
+        writer.write(b"secret")
+        answer = await reader.readexactly(6)
+        kind = type(writer.transport._ssl_protocol).__module__
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return answer, kind, errors
+
+    answer, kind, errors = loop.run_until_complete(main())
+    assert answer == b"SECRET"
+    assert kind == ("asyncio.sslproto" if loop_kind == "asyncio" else "oxloop._sslproto")
+    assert errors == [
+        "sslcontext is expected to be an instance of ssl.SSLContext, got ",
+        "transport ",
+    ]
+
+
 def sendfile_scenario(loop, tmp_path, *, use_ssl, certs, fallback=True):
     path = tmp_path / "data.bin"
     content = os.urandom(3 * 1024 * 1024 + 17)

@@ -202,7 +202,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "_sock_add_cancellation_callback",
             "_sock_sendfile_fallback",
             "_check_sendfile_params",
-            "start_tls",
+            *(("start_tls",) if sys.version_info < (3, 11) else ()),
             # selector_events: transports, serving, socket operations
             "_accept_connection",
             "_accept_connection2",
@@ -466,11 +466,49 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
         return _ReadPipeTransport(self, pipe, protocol, waiter, extra)
 
+    if sys.version_info >= (3, 11):
+
+        async def start_tls(self, transport, protocol, sslcontext, *, server_side=False,
+                            server_hostname=None, ssl_handshake_timeout=None,
+                            ssl_shutdown_timeout=None):
+            """Upgrade transport to TLS in place: asyncio's ``start_tls`` (3.11-3.13), with
+            oxloop's TLS protocol (its state machine and per-record path native)."""
+            ssl = base_events.ssl  # None where Python has no ssl module, as asyncio checks
+            if ssl is None:
+                raise RuntimeError("Python ssl module is not available")
+            if not isinstance(sslcontext, ssl.SSLContext):
+                raise TypeError(
+                    f"sslcontext is expected to be an instance of ssl.SSLContext, "
+                    f"got {sslcontext!r}"
+                )
+            if not getattr(transport, "_start_tls_compatible", False):
+                raise TypeError(f"transport {transport!r} is not supported by start_tls()")
+            waiter = self.create_future()
+            ssl_protocol = _SSLProtocol(
+                self, protocol, sslcontext, waiter, server_side, server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+                call_connection_made=False,
+            )
+            # Paused first, so that the protocol gets no data before connection_made.
+            transport.pause_reading()
+            transport.set_protocol(ssl_protocol)
+            conmade_cb = self.call_soon(ssl_protocol.connection_made, transport)
+            resume_cb = self.call_soon(transport.resume_reading)
+            try:
+                await waiter
+            except BaseException:
+                transport.close()
+                conmade_cb.cancel()
+                resume_cb.cancel()
+                raise
+            return ssl_protocol._app_transport
+
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *,
                             server_side=False, server_hostname=None, extra=None, server=None,
                             **timeouts):
-        """asyncio's TLS (sslproto.SSLProtocol, any SSLContext; its per-record path native on
-        3.11+) over the native socket transport; rawsock is a socket, or a ``NewSocket``
+        """asyncio's TLS (sslproto.SSLProtocol, any SSLContext; its state machine and per-record
+        path native on 3.11+) over the native socket transport; rawsock is a socket, or a ``NewSocket``
         (``create_connection``'s native path, a TLS server's accepted connection), which knows
         its addresses and server (extra and server are then None)."""
         native = isinstance(rawsock, NewSocket)  # a new descriptor, no socket object yet

@@ -1,4 +1,4 @@
-"""asyncio's TLS protocol with its per-record path native (Python 3.11+).
+"""asyncio's TLS protocol with its state machine and per-record path native (Python 3.11+).
 
 ``SSLProtocol`` is asyncio's ``sslproto.SSLProtocol`` — its attributes, its application
 transport, its rare paths — with what runs for every connection and every TLS record taken from
@@ -6,8 +6,9 @@ the native ``SSLProtocolBase`` (``src/transports/sslproto/``): the per-record me
 (``buffer_updated``, ``_do_read``, ``_do_write``, ``_write_appdata``, ...) and the state machine
 (``connection_made``, ``_on_handshake_complete``, ``_start_shutdown``, ``connection_lost``,
 ``_set_state``, ...), which do what asyncio's methods of those names do without Python frames.
-Its application transport is asyncio's, with a native ``write``. The attributes that path uses (``SSLProtocolBase._native_attributes``) are held
-natively; a ``NativeAttribute`` descriptor per name gives asyncio's code the same attributes.
+Its application transport is asyncio's, with a native ``write`` and ``__del__``. The attributes
+the native code reads most (``SSLProtocolBase._native_attributes``) are held natively; a
+``NativeAttribute`` descriptor per name gives asyncio's code the same attributes.
 Python 3.10's ``sslproto`` is an older design; there the loop uses it as is.
 """
 
