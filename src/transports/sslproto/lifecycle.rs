@@ -199,12 +199,7 @@ impl SSLProtocolBase {
         handshake_exc: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = me.py();
-        let timeout_handle = intern!(py, "_handshake_timeout_handle");
-        let handle = me.attr(timeout_handle)?;
-        if !handle.is_none() {
-            handle.call_method0(intern!(py, "cancel"))?;
-            me.set_attr(timeout_handle, py.None())?;
-        }
+        Self::cancel_timeout(me, intern!(py, "_handshake_timeout_handle"), false)?;
         let sslobj = me.get(A::Sslobj)?;
         let peercert = if handshake_exc.is_none() {
             Self::set_state(me, names, names.wrapped.bind(py))
@@ -329,12 +324,7 @@ impl SSLProtocolBase {
         shutdown_exc: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let py = me.py();
-        let timeout_handle = intern!(py, "_shutdown_timeout_handle");
-        let handle = me.attr(timeout_handle)?;
-        if !handle.is_none() {
-            handle.call_method0(intern!(py, "cancel"))?;
-            me.set_attr(timeout_handle, py.None())?;
-        }
+        Self::cancel_timeout(me, intern!(py, "_shutdown_timeout_handle"), false)?;
         if shutdown_exc.is_truthy()? {
             me.obj
                 .call_method1(intern!(py, "_fatal_error"), (shutdown_exc,))?;
@@ -418,15 +408,26 @@ impl SSLProtocolBase {
         me.set_attr(app_transport, &none)?;
         me.store(A::AppProtocol, &none)?;
         Self::wakeup_waiter(me, Some(exc))?;
-        for name in [
-            intern!(py, "_shutdown_timeout_handle"),
-            intern!(py, "_handshake_timeout_handle"),
-        ] {
-            let handle = me.attr(name)?;
-            if handle.is_truthy()? {
-                handle.call_method0(intern!(py, "cancel"))?;
-                me.set_attr(name, &none)?;
-            }
+        Self::cancel_timeout(me, intern!(py, "_shutdown_timeout_handle"), true)?;
+        Self::cancel_timeout(me, intern!(py, "_handshake_timeout_handle"), true)
+    }
+
+    /// A timeout's handle (attribute `name`), if set, cancelled and forgotten; "set" meaning
+    /// true when `if_true` (asyncio's `connection_lost` asks `if handle:`), else not None.
+    fn cancel_timeout(
+        me: &Inst<'_, '_>,
+        name: &Bound<'_, PyString>,
+        if_true: bool,
+    ) -> PyResult<()> {
+        let handle = me.attr(name)?;
+        let set = if if_true {
+            handle.is_truthy()?
+        } else {
+            !handle.is_none()
+        };
+        if set {
+            handle.call_method0(intern!(me.py(), "cancel"))?;
+            me.set_attr(name, me.py().None())?;
         }
         Ok(())
     }
