@@ -418,6 +418,21 @@ transport_noargs!(transport_is_closing, |core, py| PyResult::Ok(
     core.get().is_closing()
 ));
 
+/// asyncio's `module.class.__del__(slf)` (the function looked up once, kept in `cell`).
+fn asyncio_del(
+    slf: &Bound<'_, PyAny>,
+    cell: &'static PyOnceLock<Py<PyAny>>,
+    module: &str,
+    class: &str,
+) -> PyResult<Py<PyAny>> {
+    let py = slf.py();
+    let del = cell.get_or_try_init(py, || {
+        let cls = py.import(module)?.getattr(class)?;
+        Ok::<_, PyErr>(cls.getattr("__del__")?.unbind())
+    })?;
+    del.call1(py, (slf,))
+}
+
 /// `_SocketTransport.__del__()`: asyncio's (the ResourceWarning of a transport never closed,
 /// and the socket's close), called only when `_sock` is not None, as it then has work to do.
 ///
@@ -434,13 +449,12 @@ unsafe extern "C" fn transport_del(
                 return Ok(py.None());
             }
             static ASYNCIO_DEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            let del = ASYNCIO_DEL.get_or_try_init(py, || {
-                let cls = py
-                    .import("asyncio.selector_events")?
-                    .getattr("_SelectorTransport")?;
-                Ok::<_, PyErr>(cls.getattr("__del__")?.unbind())
-            })?;
-            del.call1(py, (slf,))
+            asyncio_del(
+                slf,
+                &ASYNCIO_DEL,
+                "asyncio.selector_events",
+                "_SelectorTransport",
+            )
         })
     }
 }
@@ -461,13 +475,12 @@ unsafe extern "C" fn ssl_transport_del(
                 return Ok(py.None());
             }
             static ASYNCIO_DEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            let del = ASYNCIO_DEL.get_or_try_init(py, || {
-                let cls = py
-                    .import("asyncio.sslproto")?
-                    .getattr("_SSLProtocolTransport")?;
-                Ok::<_, PyErr>(cls.getattr("__del__")?.unbind())
-            })?;
-            del.call1(py, (slf,))
+            asyncio_del(
+                slf,
+                &ASYNCIO_DEL,
+                "asyncio.sslproto",
+                "_SSLProtocolTransport",
+            )
         })
     }
 }
