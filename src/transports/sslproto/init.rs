@@ -70,7 +70,7 @@ fn wrap_bio<'py>(
         Some(server_hostname.clone())
     } else {
         server_hostname
-            .cast::<PyString>()
+            .cast_exact::<PyString>()
             .ok()
             .filter(|h| h.to_str().is_ok_and(is_plain_idna))
             .map(|h| h.clone().into_any())
