@@ -8,6 +8,13 @@
 //! unreachable from Python: refilling it in place, its cached hash reset, is what CPython
 //! itself does to a `bytes` nobody else sees (`_PyBytes_Resize`). Shared objects (the cached
 //! one-byte `bytes`, anything a protocol stored) are never refilled: their count is above one.
+//!
+//! Reads of more than 4 KiB go straight into a `bytes` (`direct`): one twice the last read's
+//! size, shrunk to what came. Its spare keeps that capacity: a read that fills at least half of
+//! it is handed over with the object's size set to what came (the block keeps its capacity,
+//! as `_PyBytes_Resize` would when it cannot shrink in place), so a run of reads of one size
+//! makes no allocation, no `realloc` and no free. A smaller read is shrunk for real, and so a
+//! `bytes` a protocol keeps holds at most twice its size.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -20,8 +27,44 @@ const MIN_SIZE: usize = 480;
 /// Sizes up to which one is kept (a larger read is rarely followed by one of the same size).
 const MAX_SIZE: usize = 4096;
 
+/// A direct read's `bytes` and its capacity (for `SpareBytes::give_back`).
+pub(crate) type DirectRead<'py> = (Bound<'py, PyBytes>, usize);
+
 #[derive(Default)]
-pub(crate) struct SpareBytes(Mutex<Option<Py<PyBytes>>>);
+pub(crate) struct SpareBytes {
+    /// The spare of the copied reads (480 B – 4 KiB).
+    copied: Mutex<Option<Py<PyBytes>>>,
+    /// The spare of the direct reads, with its capacity.
+    direct: Mutex<Option<(Py<PyBytes>, usize)>>,
+}
+
+extern "C" {
+    // Part of CPython's C API in 3.10–3.13 (pyo3-ffi keeps its declaration private).
+    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> libc::c_int;
+}
+
+/// `_PyBytes_Resize` of an object only the caller references: the (maybe moved) object.
+fn resize(py: Python<'_>, b: Py<PyBytes>, size: usize) -> PyResult<Py<PyBytes>> {
+    let mut ptr = b.into_ptr();
+    // SAFETY: we own the only reference; on failure _PyBytes_Resize frees the object and sets
+    // `ptr` to NULL. Sizes here are under 1 MiB.
+    if unsafe { _PyBytes_Resize(&mut ptr, size as ffi::Py_ssize_t) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: a bytes object, owned by us alone.
+    Ok(unsafe { Bound::from_owned_ptr(py, ptr).cast_into_unchecked::<PyBytes>() }.unbind())
+}
+
+/// The start of a bytes object's buffer.
+fn buffer(b: &Py<PyBytes>) -> *mut u8 {
+    // SAFETY: a live bytes object; its buffer starts at ob_sval.
+    unsafe {
+        (*b.as_ptr().cast::<ffi::PyBytesObject>())
+            .ob_sval
+            .as_mut_ptr()
+            .cast::<u8>()
+    }
+}
 
 /// Only the caller references `b`.
 fn unshared(b: &Bound<'_, PyBytes>) -> bool {
@@ -33,7 +76,7 @@ impl SpareBytes {
     /// A `bytes` holding `data`: the spare one, refilled, when it has that size; else a new one.
     pub(crate) fn make<'py>(&self, py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
         if (MIN_SIZE..=MAX_SIZE).contains(&data.len()) {
-            let spare = lock(&self.0).take();
+            let spare = lock(&self.copied).take();
             if let Some(b) = spare.map(|b| b.into_bound(py)) {
                 if b.as_bytes().len() == data.len() && unshared(&b) {
                     // SAFETY: `b` is a bytes object of exactly `data.len()` bytes that nothing
@@ -56,11 +99,73 @@ impl SpareBytes {
         PyBytes::new(py, data)
     }
 
-    /// `data` came back from `data_received`: keep it if nothing else did.
-    pub(crate) fn give_back(&self, data: Bound<'_, PyBytes>) {
-        if (MIN_SIZE..=MAX_SIZE).contains(&data.as_bytes().len()) && unshared(&data) {
-            let old = lock(&self.0).replace(data.unbind());
-            drop(old);
+    /// `data` came back from `data_received`: keep it if nothing else did. `capacity`: what
+    /// `direct` said of it, for a direct read's object.
+    pub(crate) fn give_back(&self, data: Bound<'_, PyBytes>, capacity: Option<usize>) {
+        if !unshared(&data) {
+            return;
         }
+        let old = match capacity {
+            Some(c) => lock(&self.direct).replace((data.unbind(), c)),
+            None if (MIN_SIZE..=MAX_SIZE).contains(&data.as_bytes().len()) => {
+                lock(&self.copied).replace(data.unbind()).map(|b| (b, 0))
+            }
+            None => None,
+        };
+        drop(old);
+    }
+
+    /// Receive into a `bytes` of `capacity` bytes: `recv(buffer)` returns how many came (more
+    /// than 0), or the caller's outcome when none did. The spare is used, resized first if its
+    /// capacity differs (and stays spare when nothing came). The object comes with its
+    /// capacity, for `give_back`.
+    pub(crate) fn direct<'py, E>(
+        &self,
+        py: Python<'py>,
+        capacity: usize,
+        recv: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> PyResult<Result<DirectRead<'py>, E>> {
+        let spare = lock(&self.direct).take();
+        let obj = match spare {
+            Some((b, c)) if c == capacity => b,
+            Some((b, _)) => resize(py, b, capacity)?,
+            // SAFETY: a new bytes object of `capacity` bytes, not initialised (it is written
+            // before anyone sees it), or NULL with an exception set.
+            None => unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    ffi::PyBytes_FromStringAndSize(std::ptr::null(), capacity as ffi::Py_ssize_t),
+                )?
+                .cast_into_unchecked::<PyBytes>()
+                .unbind()
+            },
+        };
+        // SAFETY: the object's buffer holds `capacity` bytes (its size, or the capacity it was
+        // made or resized with) and nothing else references it (a spare is unshared; a new one
+        // is ours), so writing it cannot be observed.
+        let buf = unsafe { std::slice::from_raw_parts_mut(buffer(&obj), capacity) };
+        let n = match recv(buf) {
+            Ok(n) => n.min(capacity),
+            Err(e) => {
+                let old = lock(&self.direct).replace((obj, capacity));
+                drop(old);
+                return Ok(Err(e));
+            }
+        };
+        if n * 2 < capacity {
+            // Mostly empty: shrunk for real, so that a protocol that keeps it holds no more.
+            let obj = resize(py, obj, n)?;
+            return Ok(Ok((obj.into_bound(py), n)));
+        }
+        // SAFETY: as above; the size set is within the buffer, which keeps the trailing NUL a
+        // bytes object has, and the cached hash is reset for the new contents.
+        #[allow(deprecated)] // ob_shash: deprecated for extensions, still the field
+        unsafe {
+            let raw = obj.as_ptr().cast::<ffi::PyBytesObject>();
+            (*raw).ob_base.ob_size = n as ffi::Py_ssize_t;
+            *buffer(&obj).add(n) = 0;
+            (*raw).ob_shash = -1;
+        }
+        Ok(Ok((obj.into_bound(py), capacity)))
     }
 }

@@ -738,6 +738,69 @@ def test_each_data_received_gets_its_own_bytes(loop, keep):
         assert b"".join(bytes.fromhex(h) for _, h in hashes) == b"".join(messages)
 
 
+@pytest.mark.parametrize("keep", ["stored", "hashed", "dropped", "echoed", "every-other"])
+def test_each_large_data_received_gets_its_own_bytes(loop, keep):
+    # Reads of more than 4 KiB go straight into a bytes object (the loop's spare one when
+    # nothing kept the last): messages of one size, then smaller (a read that fills less
+    # than half of the object), then larger (reads that fill it), different contents each.
+    import os
+
+    sizes = [10240] * 30 + [3000] * 5 + [9000] * 5 + [30000] * 5 + [10240] * 10
+    messages = [os.urandom(n) for n in sizes]
+    total = sum(sizes)
+
+    async def main():
+        got = []
+        hashes = []
+        done = loop.create_future()
+        received = [0]
+
+        class Keeper(asyncio.Protocol):
+            def connection_made(self, transport):
+                self.transport = transport
+                self.count = 0
+
+            def data_received(self, data):
+                self.count += 1
+                if keep == "stored":
+                    got.append(data)
+                elif keep == "every-other":
+                    if self.count % 2:
+                        got.append((data, bytes(data)))  # the object, and a copy made now
+                elif keep == "hashed":
+                    hashes.append((hash(data), data.hex()))
+                elif keep == "echoed":
+                    self.transport.write(data)
+                else:
+                    got.append(bytes(data))  # a copy: the object itself is let go
+                received[0] += len(data)
+                if received[0] == total and not done.done():
+                    done.set_result(None)
+
+        server = await loop.create_server(Keeper, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for m in messages:
+            writer.write(m)
+            await writer.drain()
+            await asyncio.sleep(0.002)  # one message per read, most of the time
+        await asyncio.wait_for(done, 5)
+        if keep == "echoed":
+            got.append(await asyncio.wait_for(reader.readexactly(total), 5))
+        writer.close()
+        server.close()
+        return got, hashes
+
+    got, hashes = loop.run_until_complete(main())
+    if keep == "hashed":
+        assert all(hash(bytes.fromhex(h)) == value for value, h in hashes)
+        assert b"".join(bytes.fromhex(h) for _, h in hashes) == b"".join(messages)
+    elif keep != "every-other":
+        assert b"".join(got) == b"".join(messages)
+    else:
+        assert got and all(kept == copy for kept, copy in got)  # unchanged by later reads
+
+
 # --- reading: every byte, EOF and error arrives however the kernel reports readiness ----------
 # oxloop watches a stream transport's socket edge-triggered: each of these is a case where
 # data or the end of the stream is still there after a read and no new event would say so.

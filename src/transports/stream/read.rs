@@ -17,12 +17,11 @@ use std::sync::atomic::Ordering;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 
 use super::StreamCore;
-use crate::bytes_buf::BytesBuf;
 use crate::event_loop::os_error_from;
 use crate::lock::lock;
+use crate::spare_bytes::DirectRead;
 use crate::transports::sslproto::SSLProtocolBase;
 
 /// Reads of up to this many bytes go through the loop's read buffer and are copied into an
@@ -57,14 +56,15 @@ impl StreamCore {
             return Self::read_into_protocol_buffer(slf, &protocol);
         }
         let last = this.last_read.load(Ordering::Relaxed);
+        let spare = &this.loop_.get().spare_bytes;
         let received = if last > COPY_READ_MAX {
-            Self::recv_direct(slf, (2 * last).clamp(DIRECT_READ_MIN, DIRECT_READ_MAX))?
+            let size = (2 * last).clamp(DIRECT_READ_MIN, DIRECT_READ_MAX);
+            Self::recv_direct(slf, size)?.map(|(data, capacity)| (data, Some(capacity)))
         } else {
-            let spare = &this.loop_.get().spare_bytes;
-            Self::recv_shared(slf).map(|(buf, n)| spare.make(py, &buf[..n]))
+            Self::recv_shared(slf).map(|(buf, n)| (spare.make(py, &buf[..n]), None))
         };
-        let data = match received {
-            Ok(data) => data,
+        let (data, capacity) = match received {
+            Ok(got) => got,
             Err(outcome) => return outcome,
         };
         this.last_read
@@ -81,7 +81,7 @@ impl StreamCore {
         // object can serve the next read (see `spare_bytes.rs`).
         let core = this.loop_.get();
         core.flush_transports(py)?;
-        core.spare_bytes.give_back(data);
+        core.spare_bytes.give_back(data, capacity);
         Ok(())
     }
 
@@ -160,24 +160,24 @@ impl StreamCore {
         Ok(())
     }
 
-    /// One `recv` of at most `size` bytes straight into a new `bytes`, shrunk to what came; or,
-    /// when nothing came, the outcome of handling that (as `recv_shared`).
+    /// One `recv` of at most `size` bytes straight into a `bytes` (the loop's spare one when
+    /// it can be, see `spare_bytes.rs`), and its capacity; or, when nothing came, the outcome
+    /// of handling that (as `recv_shared`).
     pub(super) fn recv_direct<'py>(
         slf: &Bound<'py, Self>,
         size: usize,
-    ) -> PyResult<Result<Bound<'py, PyBytes>, PyResult<()>>> {
+    ) -> PyResult<Result<DirectRead<'py>, PyResult<()>>> {
         let this = slf.get();
-        let mut buf = BytesBuf::new(slf.py(), size)?;
-        let spare = buf.spare(0);
-        // SAFETY: recv writes at most spare.len() bytes into `spare`.
-        let n = unsafe { libc::recv(this.fd, spare.as_mut_ptr().cast(), spare.len(), 0) };
-        if n > 0 {
-            Self::read_again_if(slf, n as usize == size);
-            return Ok(Ok(buf.finish(slf.py(), n as usize)?));
-        }
-        let err = io::Error::last_os_error();
-        drop(buf);
-        Ok(Err(Self::nothing_received(slf, n, err)))
+        this.loop_.get().spare_bytes.direct(slf.py(), size, |buf| {
+            // SAFETY: recv writes at most buf.len() bytes into `buf`.
+            let n = unsafe { libc::recv(this.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n > 0 {
+                Self::read_again_if(slf, n as usize == size);
+                return Ok(n as usize);
+            }
+            let err = io::Error::last_os_error();
+            Err(Self::nothing_received(slf, n, err))
+        })
     }
 
     /// One `recv` into the loop's read buffer: the buffer (held) and the byte count, or, when
