@@ -11,6 +11,20 @@ extern "C" {
     fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> libc::c_int;
 }
 
+/// `_PyBytes_Resize` of a `bytes` object (`obj`) that nothing else references: the (maybe
+/// moved) object, its first bytes kept. On failure the object is gone.
+pub(crate) fn resize_unshared<T>(py: Python<'_>, obj: Py<T>, capacity: usize) -> PyResult<Py<T>> {
+    let n = size(capacity)?;
+    let mut ptr = obj.into_ptr();
+    // SAFETY: the caller owns the only reference to a bytes object; on failure
+    // _PyBytes_Resize frees it and sets `ptr` to NULL.
+    if unsafe { _PyBytes_Resize(&mut ptr, n) } < 0 {
+        return Err(PyErr::fetch(py));
+    }
+    // SAFETY: `ptr` is the (possibly moved) object, of the same type, owned by us alone.
+    Ok(unsafe { Bound::from_owned_ptr(py, ptr).cast_into_unchecked::<T>() }.unbind())
+}
+
 /// A new `bytes` of `capacity` bytes, not yet initialised, owned here alone.
 pub(crate) struct BytesBuf {
     obj: Option<Py<PyAny>>,
@@ -55,16 +69,8 @@ impl BytesBuf {
 
     /// Change the capacity, keeping the first bytes.
     pub(crate) fn resize(&mut self, py: Python<'_>, capacity: usize) -> PyResult<()> {
-        let n = size(capacity)?;
         let obj = self.obj.take().expect("BytesBuf used after finish");
-        let mut ptr = obj.into_ptr();
-        // SAFETY: we own the only reference; on failure _PyBytes_Resize frees the object and
-        // sets `ptr` to NULL.
-        if unsafe { _PyBytes_Resize(&mut ptr, n) } < 0 {
-            return Err(PyErr::fetch(py));
-        }
-        // SAFETY: `ptr` is the (possibly moved) object, still owned by us alone.
-        self.obj = Some(unsafe { Bound::from_owned_ptr(py, ptr) }.unbind());
+        self.obj = Some(resize_unshared(py, obj, capacity)?);
         self.capacity = capacity;
         Ok(())
     }

@@ -11,15 +11,16 @@
 //!
 //! Reads of more than 4 KiB go straight into a `bytes` (`direct`): one twice the last read's
 //! size, shrunk to what came. Its spare keeps that capacity: a read that fills at least half of
-//! it is handed over with the object's size set to what came (the block keeps its capacity,
-//! as `_PyBytes_Resize` would when it cannot shrink in place), so a run of reads of one size
-//! makes no allocation, no `realloc` and no free. A smaller read is shrunk for real, and so a
-//! `bytes` a protocol keeps holds at most twice its size.
+//! it is handed over with the object's size set to what came (its block keeps the capacity;
+//! the allocator needs no size to free it), so a run of reads of one size makes no
+//! allocation, no `realloc` and no free. A smaller read is shrunk for real, and so a `bytes`
+//! a protocol keeps holds at most twice its size.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::bytes_buf::resize_unshared;
 use crate::lock::{lock, Mutex};
 
 /// Sizes from which a `bytes` is kept (below, Python's own allocator is fast).
@@ -36,23 +37,6 @@ pub(crate) struct SpareBytes {
     copied: Mutex<Option<Py<PyBytes>>>,
     /// The spare of the direct reads, with its capacity.
     direct: Mutex<Option<(Py<PyBytes>, usize)>>,
-}
-
-extern "C" {
-    // Part of CPython's C API in 3.10–3.13 (pyo3-ffi keeps its declaration private).
-    fn _PyBytes_Resize(bytes: *mut *mut ffi::PyObject, newsize: ffi::Py_ssize_t) -> libc::c_int;
-}
-
-/// `_PyBytes_Resize` of an object only the caller references: the (maybe moved) object.
-fn resize(py: Python<'_>, b: Py<PyBytes>, size: usize) -> PyResult<Py<PyBytes>> {
-    let mut ptr = b.into_ptr();
-    // SAFETY: we own the only reference; on failure _PyBytes_Resize frees the object and sets
-    // `ptr` to NULL. Sizes here are under 1 MiB.
-    if unsafe { _PyBytes_Resize(&mut ptr, size as ffi::Py_ssize_t) } < 0 {
-        return Err(PyErr::fetch(py));
-    }
-    // SAFETY: a bytes object, owned by us alone.
-    Ok(unsafe { Bound::from_owned_ptr(py, ptr).cast_into_unchecked::<PyBytes>() }.unbind())
 }
 
 /// The start of a bytes object's buffer.
@@ -128,7 +112,7 @@ impl SpareBytes {
         let spare = lock(&self.direct).take();
         let obj = match spare {
             Some((b, c)) if c == capacity => b,
-            Some((b, _)) => resize(py, b, capacity)?,
+            Some((b, _)) => resize_unshared(py, b, capacity)?,
             // SAFETY: a new bytes object of `capacity` bytes, not initialised (it is written
             // before anyone sees it), or NULL with an exception set.
             None => unsafe {
@@ -154,7 +138,7 @@ impl SpareBytes {
         };
         if n * 2 < capacity {
             // Mostly empty: shrunk for real, so that a protocol that keeps it holds no more.
-            let obj = resize(py, obj, n)?;
+            let obj = resize_unshared(py, obj, n)?;
             return Ok(Ok((obj.into_bound(py), n)));
         }
         // SAFETY: as above; the size set is within the buffer, which keeps the trailing NUL a
