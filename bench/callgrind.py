@@ -3,8 +3,8 @@
     python3 bench/callgrind.py [--loops oxloop,rloop,uvloop] [--modes protocol] [--sizes 1024]
                                [--requests 2000,12000] [--annotate]
 
-For each loop, mode (a server of bench/net_server.py: protocol, streams, sockets, http is not
-echo) and message size, the server runs under ``valgrind --tool=callgrind`` twice while
+For each loop, mode (protocol, streams or sockets: net_server.py's echo servers) and message
+size, the server runs under ``valgrind --tool=callgrind`` twice while
 ``loadgen echo`` (8 connections) sends the two request counts; what the second run counted
 beyond the first, divided by the extra requests, is the server's work per request, without
 start-up, warm-up and shut-down. ``--annotate`` also prints the functions whose cost per
