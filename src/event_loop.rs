@@ -798,6 +798,11 @@ impl LoopCore {
         task.bind(py).call((coro,), Some(&kwargs))
     }
 
+    /// `create_future()`: asyncio's `Future(loop=self)`, without its Python frame.
+    fn create_future<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        crate::futures::future_of(slf.as_any())
+    }
+
     #[getter(_task_factory)]
     fn get_task_factory_attr(&self, py: Python<'_>) -> Option<Py<PyAny>> {
         lock(&self.task_factory).as_ref().map(|f| f.clone_ref(py))

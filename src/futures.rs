@@ -20,21 +20,41 @@ pub(crate) fn _set_result_unless_cancelled(
         .map(drop)
 }
 
-/// `loop.create_future()`: asyncio's own is `Future(loop=loop)`, made here without its frame;
-/// a loop class with its own `create_future` has it called.
+/// asyncio's `Future` class (`asyncio.futures.Future`, the C one).
+fn future_class(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static FUTURE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    Ok(FUTURE
+        .get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("asyncio.futures")?.getattr("Future")?.unbind())
+        })?
+        .bind(py))
+}
+
+/// `Future(loop=loop)`: what asyncio's `BaseEventLoop.create_future` returns.
+pub(crate) fn future_of<'py>(loop_: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    let py = loop_.py();
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item(intern!(py, "loop"), loop_)?;
+    future_class(py)?.call((), Some(&kwargs))
+}
+
+/// `loop.create_future()`: asyncio's own or oxloop's is `Future(loop=loop)`, made here without
+/// a method call; a loop class with its own `create_future` has it called.
 pub(crate) fn new_future<'py>(loop_: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let py = loop_.py();
-    static ASYNCIO: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
-    let (create_future, future_cls) = ASYNCIO.get_or_try_init(py, || {
+    static OWN: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+    let (asyncio, oxloop) = OWN.get_or_try_init(py, || {
         let base = py.import("asyncio.base_events")?.getattr("BaseEventLoop")?;
-        let future = py.import("asyncio.futures")?.getattr("Future")?;
-        Ok::<_, PyErr>((base.getattr("create_future")?.unbind(), future.unbind()))
+        let core = py.get_type::<crate::event_loop::LoopCore>();
+        Ok::<_, PyErr>((
+            base.getattr("create_future")?.unbind(),
+            core.getattr("create_future")?.unbind(),
+        ))
     })?;
     let name = intern!(py, "create_future");
-    if loop_.get_type().getattr(name)?.is(create_future) {
-        let kwargs = pyo3::types::PyDict::new(py);
-        kwargs.set_item(intern!(py, "loop"), loop_)?;
-        return future_cls.bind(py).call((), Some(&kwargs));
+    let found = loop_.get_type().getattr(name)?;
+    if found.is(asyncio) || found.is(oxloop) {
+        return future_of(loop_);
     }
     loop_.call_method0(name)
 }

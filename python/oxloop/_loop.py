@@ -160,7 +160,6 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             "shutdown_default_executor",
             "_do_shutdown",
             "run_until_complete",
-            "create_future",
             "set_task_factory",
             "get_task_factory",
             "run_in_executor",
