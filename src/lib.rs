@@ -11,6 +11,7 @@ mod new_socket;
 mod server;
 mod sock_ops;
 mod spare_bytes;
+mod streams;
 mod transports;
 
 use pyo3::prelude::*;

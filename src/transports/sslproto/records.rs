@@ -110,8 +110,7 @@ impl SSLProtocolBase {
         };
         result?;
         if let Some(data) = data {
-            me.get(A::AppProtocol)?
-                .call_method1(intern!(py, "data_received"), (data,))?;
+            crate::streams::data_received(&me.get(A::AppProtocol)?, &data)?;
         }
         if close_notify {
             Self::call_eof_received(me, names)?;

@@ -69,7 +69,7 @@ impl StreamCore {
         };
         this.last_read
             .store(data.as_bytes().len(), Ordering::Relaxed);
-        if let Err(e) = protocol.call_method1(intern!(py, "data_received"), (&data,)) {
+        if let Err(e) = crate::streams::data_received(&protocol, &data) {
             return Self::protocol_failed(
                 slf,
                 e,
