@@ -40,6 +40,10 @@ HERE = Path(__file__).resolve().parent
 SERVER = HERE / "net_server.py"
 LOADGEN_DIR = HERE / "loadgen"
 LOADGEN = LOADGEN_DIR / "target" / "release" / "loadgen"
+# The echo rows' reference: an echo server with no Python and no loop library (Rust, epoll;
+# see loadgen/src/bin/echo_server.rs). What it reaches bounds what any loop can reach here.
+REFERENCE = "reference"
+REFERENCE_SERVER = LOADGEN_DIR / "target" / "release" / "echo_server"
 
 SERVER_CPU = "0"  # the server under test runs here ...
 CLIENT_CPU = "1"  # ... and the load generator (or wrk) here
@@ -47,7 +51,7 @@ CLIENT_CPU = "1"  # ... and the load generator (or wrk) here
 # The stock loop once more, with glibc's malloc told to keep big blocks: see README.
 TUNABLES = "glibc.malloc.mmap_threshold=4194304:glibc.malloc.trim_threshold=16777216"
 STOCK_TUNED = "stock+tunables"
-ALL_LOOPS = ["stock", STOCK_TUNED, "uvloop", "rloop", "veloxloop", "oxloop"]
+ALL_LOOPS = ["stock", STOCK_TUNED, "uvloop", "rloop", "veloxloop", "oxloop", REFERENCE]
 
 ECHO_MODES = ["protocol", "streams", "sockets"]
 ECHO_SIZES = [1024, 10 * 1024, 100 * 1024]
@@ -118,6 +122,8 @@ class Server:
             "--lifetime",
             str(int(lifetime)),
         ]
+        if loop == REFERENCE:  # an echo server: the same for every echo mode
+            argv = [str(REFERENCE_SERVER), "--lifetime", str(int(lifetime))]
         self.proc = subprocess.Popen(
             pinned(SERVER_CPU, argv),
             stdin=subprocess.DEVNULL,
@@ -475,7 +481,7 @@ def size_label(size: int) -> str:
 
 
 def build_rows(args: argparse.Namespace, loops: list[str]) -> list[Row]:
-    plain = [name for name in loops if name != STOCK_TUNED]
+    plain = [name for name in loops if name not in (STOCK_TUNED, REFERENCE)]
     rows: list[Row] = []
     if "echo" in args.only:
         for mode in args.modes:
@@ -892,6 +898,8 @@ def main(argv: list[str] | None = None) -> int:
         wanted.insert(0, "stock")
     kinds, missing = load_loops([n for n in LOOP_MODULES if n in wanted])
     versions = {k.name: k.version for k in kinds}
+    if REFERENCE in wanted and "echo" in args.only:
+        versions[REFERENCE] = "reference (echo rows: Rust epoll echo server, no Python)"
     if "stock" in versions and STOCK_TUNED in args.loops:
         versions[STOCK_TUNED] = versions["stock"] + " + GLIBC_TUNABLES"
     loops = [name for name in args.loops if name in versions]
