@@ -8,7 +8,7 @@
 //!
 //! `transport_methods` are the socket transport's `write`, `is_closing`, `close`,
 //! `get_extra_info` and the rest of its public methods but `writelines` and the write buffer
-//! limits (`_SocketTransport`'s): method descriptors of `object`, so that the interpreter calls them as
+//! limits (`_SocketTransport`'s): method descriptors of that class, so that the interpreter calls them as
 //! methods with no bound method object and no Python frame between a protocol's
 //! `transport.write(data)` (or streams' `drain()`) and the native core. A panic is caught here and raised as `pyo3.PanicException`; it never unwinds into the
 //! interpreter.
@@ -532,11 +532,14 @@ Warn of a transport never closed, and close its socket.";
 const TRANSPORT_IS_CLOSING_DOC: &CStr = c"is_closing($self, /)\n--\n\n\
 Return True if the transport is closing or closed.";
 
-/// `_SocketTransport`'s native methods, by name (`oxloop._oxloop.transport_methods`), and the
-/// TLS application transport's `write` and `__del__` (`ssl_write`, `ssl_del`): method
-/// descriptors of `object`, so that the class they are set on needs no native base, and the
-/// interpreter calls them with no bound method object.
-pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+/// `oxloop._oxloop.transport_methods(cls)`: `_SocketTransport`'s native methods, by name, and
+/// the TLS application transport's `write` and `__del__` (`ssl_write`, `ssl_del`), as method
+/// descriptors of `cls`, the class they are set on: it needs no native base, the interpreter
+/// calls them with no bound method object, and its check that `self` is an instance is one
+/// comparison for an instance of `cls` itself (for a descriptor of `object` it walked the MRO).
+#[pyfunction]
+pub(crate) fn transport_methods<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyDict>> {
+    let py = cls.py();
     let noargs = |name: &'static CStr, f, doc: &'static CStr| {
         (
             name,
@@ -620,13 +623,10 @@ pub(crate) fn transport_methods(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
             ml_flags: flags,
             ml_doc: doc.as_ptr() as *const c_char,
         }));
-        // SAFETY: `object` is a static type and `def` a valid, leaked method definition; a
-        // method of `object` applies to any instance.
+        // SAFETY: `cls` is a live type (the descriptor keeps a reference to it) and `def` a
+        // valid, leaked method definition.
         let descr = unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                ffi::PyDescr_NewMethod(std::ptr::addr_of_mut!(ffi::PyBaseObject_Type), def),
-            )?
+            Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(cls.as_type_ptr(), def))?
         };
         dict.set_item(name.to_str().unwrap_or_default(), descr)?;
     }

@@ -1,5 +1,5 @@
 //! The `oxloop._oxloop` extension module: registers the native classes, nothing else.
-//! (`fastcall` adds the two hand-parsed methods to `LoopCore`, and makes `transport_methods`.)
+//! (`fastcall` adds the two hand-parsed methods to `LoopCore`, and `transport_methods` makes the transports'.)
 
 mod bytes_buf;
 mod event_loop;
@@ -23,7 +23,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<transports::stream::StreamCore>()?;
-    m.add("transport_methods", fastcall::transport_methods(m.py())?)?;
+    m.add_function(wrap_pyfunction!(fastcall::transport_methods, m)?)?;
     m.add_class::<transports::datagram::DatagramCore>()?;
     m.add_class::<transports::sslproto::SSLProtocolBase>()?;
     m.add_class::<transports::sslproto::NativeAttribute>()?;

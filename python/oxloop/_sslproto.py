@@ -24,8 +24,12 @@ class _SSLProtocolTransport(sslproto._SSLProtocolTransport):
     protocol's ``_write_appdata``), with no Python frame per call, and so is ``__del__`` (asyncio's
     when the transport was never closed)."""
 
-    write = transport_methods["ssl_write"]
-    __del__ = transport_methods["ssl_del"]
+
+
+_native = transport_methods(_SSLProtocolTransport)
+_SSLProtocolTransport.write = _native["ssl_write"]
+_SSLProtocolTransport.__del__ = _native["ssl_del"]
+del _native
 
 
 class SSLProtocol(SSLProtocolBase, sslproto.SSLProtocol):

@@ -45,28 +45,12 @@ class _SocketTransport(transports._FlowControlMixin, transports.Transport):
     max_size = _Selector.max_size
 
     __repr__ = selector_events._SelectorTransport.__repr__
-    __del__ = transport_methods["__del__"]  # asyncio's, when `_sock` is not None
     _fatal_error = selector_events._SelectorTransport._fatal_error
     _maybe_pause_protocol = transports._FlowControlMixin._maybe_pause_protocol
     _maybe_resume_protocol = transports._FlowControlMixin._maybe_resume_protocol
 
     def __new__(cls, *args, **kwargs):
         raise TypeError("socket transports are made by the event loop")
-
-    # Native methods (no Python frame per call): the packet path, and what servers and
-    # frameworks call per connection.
-    write = transport_methods["write"]
-    is_closing = transport_methods["is_closing"]
-    get_extra_info = transport_methods["get_extra_info"]
-    close = transport_methods["close"]
-    abort = transport_methods["abort"]
-    get_write_buffer_size = transport_methods["get_write_buffer_size"]
-    set_protocol = transport_methods["set_protocol"]
-    get_protocol = transport_methods["get_protocol"]
-    is_reading = transport_methods["is_reading"]
-    pause_reading = transport_methods["pause_reading"]
-    resume_reading = transport_methods["resume_reading"]
-    write_eof = transport_methods["write_eof"]
 
     if sys.version_info >= (3, 12):
 
@@ -112,6 +96,28 @@ class _SocketTransport(transports._FlowControlMixin, transports.Transport):
     _high_water = _core_attribute("_high_water", "write buffer high-water mark")
     _low_water = _core_attribute("_low_water", "write buffer low-water mark")
     _empty_waiter = _core_attribute("_empty_waiter", "future set when the buffer empties")
+
+
+# Native methods (no Python frame per call): the packet path, and what servers and frameworks
+# call per connection; and `__del__` (asyncio's, when `_sock` is not None).
+_native = transport_methods(_SocketTransport)
+for _name in (
+    "write",
+    "is_closing",
+    "get_extra_info",
+    "close",
+    "abort",
+    "get_write_buffer_size",
+    "set_protocol",
+    "get_protocol",
+    "is_reading",
+    "pause_reading",
+    "resume_reading",
+    "write_eof",
+    "__del__",
+):
+    setattr(_SocketTransport, _name, _native[_name])
+del _native, _name
 
 
 # Python 3.13's Server counts its transports (close_clients/abort_clients).
