@@ -45,7 +45,7 @@ mod write;
 
 use addr::Addr;
 pub(crate) use addr::RawAddr;
-use write::{to_chunk, WriteChunk, IOV};
+use write::{to_chunk, WriteChunk};
 
 /// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u64 = 5;
@@ -763,8 +763,7 @@ impl StreamCore {
                 // for the end of the lap. Send that part now, as asyncio would have, then drop
                 // the rest as asyncio does. An error here changes nothing: the data is dropped.
                 let mut sent = Vec::new();
-                let result =
-                    IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut(), &mut sent));
+                let result = st.queue.write_to(this.fd, &mut sent);
                 drop(result);
                 dropped_sent = sent;
             }

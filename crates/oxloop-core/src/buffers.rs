@@ -11,10 +11,14 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
 /// The most iovecs one `writev` takes on Linux (`IOV_MAX`).
 pub const IOV_MAX: usize = 1024;
+
+/// Up to this many chunks, `writev`'s iovecs are on the stack; more take a vector.
+const STACK_IOVS: usize = 64;
 
 /// Something whose bytes can be sent; the bytes must not move while the chunk is queued.
 pub trait Chunk {
@@ -109,40 +113,46 @@ impl<C: Chunk> WriteQueue<C> {
     /// bytes written and
     /// moves the chunks now fully written to `done`; `WouldBlock` means nothing could be written
     /// now.
-    pub fn write_to(
-        &mut self,
-        fd: RawFd,
-        iov: &mut Vec<libc::iovec>,
-        done: &mut Vec<C>,
-    ) -> io::Result<usize> {
+    pub fn write_to(&mut self, fd: RawFd, done: &mut Vec<C>) -> io::Result<usize> {
         let n = if self.chunks.len() == 1 {
             // One chunk: write(2), without building (or allocating) the iovec array.
             let b = &self.chunks[0].as_bytes()[self.head_sent..];
             // SAFETY: the buffer belongs to a chunk of this queue, unchanged during the call.
             retry(|| unsafe { libc::write(fd, b.as_ptr().cast(), b.len()) })?
         } else {
-            self.writev(fd, iov)?
+            self.writev(fd)?
         };
         self.consume(n, done);
         Ok(n)
     }
 
-    fn writev(&self, fd: RawFd, iov: &mut Vec<libc::iovec>) -> io::Result<usize> {
-        iov.clear();
-        for (i, c) in self.chunks.iter().take(IOV_MAX).enumerate() {
+    fn writev(&self, fd: RawFd) -> io::Result<usize> {
+        let count = self.chunks.len().min(IOV_MAX);
+        if count == 0 {
+            return Ok(0);
+        }
+        // Not zeroed first: only the first `count` are written, and only they are passed on.
+        let mut on_stack = [MaybeUninit::<libc::iovec>::uninit(); STACK_IOVS];
+        let mut on_heap = Vec::new();
+        let iov = if count <= STACK_IOVS {
+            &mut on_stack[..count]
+        } else {
+            on_heap.resize(count, MaybeUninit::uninit());
+            &mut on_heap[..]
+        };
+        for (i, (c, v)) in self.chunks.iter().zip(iov.iter_mut()).enumerate() {
             let b = c.as_bytes();
             let skip = if i == 0 { self.head_sent } else { 0 };
-            iov.push(libc::iovec {
+            v.write(libc::iovec {
                 iov_base: b[skip..].as_ptr() as *mut libc::c_void,
                 iov_len: b.len() - skip,
             });
         }
-        if iov.is_empty() {
-            return Ok(0);
-        }
-        // SAFETY: every iovec points into a chunk owned by this queue, which is not changed
-        // until writev returns.
-        retry(|| unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) })
+        let iov = iov.as_ptr().cast::<libc::iovec>();
+        // SAFETY: the first `count` iovecs were written above (the zip covers all of them: the
+        // queue has at least `count` chunks); each points into a chunk owned by this queue,
+        // which is not changed until writev returns.
+        retry(|| unsafe { libc::writev(fd, iov, count as libc::c_int) })
     }
 }
 
@@ -192,10 +202,10 @@ mod tests {
         for part in [&b"GET / "[..], b"HTTP/1.1\r\n", b"\r\n"] {
             q.push(part.to_vec());
         }
-        let (mut iov, mut done) = (Vec::new(), Vec::new());
+        let mut done = Vec::new();
         q.consume(2, &mut done);
         assert!(done.is_empty());
-        let n = q.write_to(a.as_raw_fd(), &mut iov, &mut done).unwrap();
+        let n = q.write_to(a.as_raw_fd(), &mut done).unwrap();
         assert_eq!(n, 16);
         assert_eq!(done.len(), 3);
         assert!(q.is_empty());
@@ -205,17 +215,39 @@ mod tests {
     }
 
     #[test]
+    fn more_chunks_than_fit_on_the_stack_and_than_iov_max() {
+        for count in [STACK_IOVS, STACK_IOVS + 1, IOV_MAX + 5] {
+            let (a, mut b) = UnixStream::pair().unwrap();
+            let mut q: WriteQueue<Vec<u8>> = WriteQueue::new();
+            for i in 0..count {
+                q.push(vec![(i % 251) as u8; 3]);
+            }
+            let mut done = Vec::new();
+            let n = q.write_to(a.as_raw_fd(), &mut done).unwrap();
+            let sent = count.min(IOV_MAX);
+            assert_eq!(
+                (n, done.len(), q.chunk_count()),
+                (3 * sent, sent, count - sent)
+            );
+            let mut got = vec![0u8; n];
+            b.read_exact(&mut got).unwrap();
+            let want: Vec<u8> = (0..sent).flat_map(|i| [(i % 251) as u8; 3]).collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
     fn a_full_socket_reports_would_block_and_keeps_the_rest() {
         let (a, _b) = UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
         let mut q: WriteQueue<Vec<u8>> = WriteQueue::new();
         q.push(vec![7u8; 8 << 20]);
-        let (mut iov, mut done) = (Vec::new(), Vec::new());
-        let n = q.write_to(a.as_raw_fd(), &mut iov, &mut done).unwrap();
+        let mut done = Vec::new();
+        let n = q.write_to(a.as_raw_fd(), &mut done).unwrap();
         assert!(n > 0 && n < 8 << 20);
         assert!(done.is_empty());
         assert_eq!(q.len(), (8 << 20) - n);
-        let err = q.write_to(a.as_raw_fd(), &mut iov, &mut done).unwrap_err();
+        let err = q.write_to(a.as_raw_fd(), &mut done).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     }
 }

@@ -4,7 +4,7 @@
 //! not take waits for a writable event. Then what asyncio's `_write_ready` does: resume the
 //! protocol, finish a pending close or `write_eof`, wake a sendfile waiter.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::io;
 
 use oxloop_core::buffers::Chunk;
@@ -56,9 +56,6 @@ impl Chunk for WriteChunk {
 }
 
 thread_local! {
-    /// Scratch iovecs for `writev`, shared by the transports of the thread's loops (writes run
-    /// on the loop's thread, one transport at a time).
-    pub(super) static IOV: RefCell<Vec<libc::iovec>> = const { RefCell::new(Vec::new()) };
     /// Chunks a writev finished, reused so that a write allocates nothing: taken (empty) under
     /// a transport's lock, emptied after it, where a chunk's finalizer may run.
     static DONE: Cell<Vec<WriteChunk>> = const { Cell::new(Vec::new()) };
@@ -75,11 +72,7 @@ impl StreamCore {
                 return Ok(());
             }
             let mut done = DONE.take();
-            let written = if st.queue.chunk_count() == 1 {
-                st.queue.write_to(this.fd, &mut Vec::new(), &mut done) // one write(2), no iovec
-            } else {
-                IOV.with(|iov| st.queue.write_to(this.fd, &mut iov.borrow_mut(), &mut done))
-            };
+            let written = st.queue.write_to(this.fd, &mut done);
             // All sent, and nothing for `after_write` to do: the common case, settled here.
             let settled = st.queue.is_empty()
                 && !st.protocol_paused
