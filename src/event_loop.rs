@@ -646,7 +646,8 @@ impl LoopCore {
                     None => return Ok(()),
                 }
             };
-            if let Err(e) = StreamCore::flush(core.bind(py)) {
+            let core = core.into_bound(py); // dropped as a Bound: no thread-local lookup
+            if let Err(e) = StreamCore::flush(&core) {
                 // The others stay queued for the next lap.
                 self.flush_pending.store(true, Ordering::Relaxed);
                 return Err(e);

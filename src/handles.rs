@@ -123,6 +123,13 @@ impl Args {
         }
     }
 
+    fn release(self, py: Python<'_>) {
+        match self {
+            Args::One(a) => decref(py, a),
+            Args::Tuple(t) => decref(py, t),
+        }
+    }
+
     fn traverse(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         match self {
             Args::One(a) => visit.call(a),
@@ -297,10 +304,13 @@ impl Handle {
         let Some((callback, args)) = this.callback_and_args(py) else {
             return Ok(());
         };
-        match this.call(py, &callback, &args) {
+        let result = match this.call(py, &callback, &args) {
             Ok(()) => Ok(()),
             Err(err) => this.report(slf, err, &callback, &args),
-        }
+        };
+        decref(py, callback);
+        args.release(py);
+        result
     }
 
     /// What asyncio's `Handle._run` does with an exception of the callback: `SystemExit` and
@@ -584,17 +594,34 @@ pub(crate) fn untrack<T>(h: &Py<T>) {
     unsafe { ffi::PyObject_GC_UnTrack(h.as_ptr().cast()) }
 }
 
+/// Let go of a reference: a plain `Py_DECREF`. (Dropping a `Py` first asks a thread-local
+/// whether the thread is attached: a `__tls_get_addr` call from a shared library, on paths that
+/// run per callback and per write.)
+pub(crate) fn decref<T>(py: Python<'_>, obj: Py<T>) {
+    drop(obj.into_bound(py));
+}
+
 /// The loop lets go of a handle: if someone else still holds it, the collector must see it.
 pub(crate) fn release<T>(h: Py<T>) {
+    track_if_shared(&h);
+    drop(h);
+}
+
+/// `release`, with the thread known to be attached (see `decref`): for the lap.
+pub(crate) fn release_attached<T>(py: Python<'_>, h: Py<T>) {
+    track_if_shared(&h);
+    decref(py, h);
+}
+
+fn track_if_shared<T>(h: &Py<T>) {
     let p = h.as_ptr();
-    // SAFETY: `p` is live (we own a reference); tracking an untracked GC object is valid, and
-    // we only track it when it is not tracked already.
+    // SAFETY: `p` is live (the caller owns a reference); tracking an untracked GC object is
+    // valid, and we only track it when it is not tracked already.
     unsafe {
         if ffi::Py_REFCNT(p) > 1 && ffi::PyObject_GC_IsTracked(p) == 0 {
             ffi::PyObject_GC_Track(p.cast());
         }
     }
-    drop(h);
 }
 
 /// For the loop's `__traverse__`: a handle only the loop holds is visited as part of the loop.

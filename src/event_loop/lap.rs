@@ -16,7 +16,7 @@ use super::{
     CLOCK_RESOLUTION, MAXIMUM_SELECT_TIMEOUT, MIN_CANCELLED_TIMER_HANDLES_FRACTION,
     MIN_SCHEDULED_TIMER_HANDLES,
 };
-use crate::handles::{release, Handle};
+use crate::handles::{release_attached, Handle};
 use crate::lock::lock;
 
 impl LoopCore {
@@ -69,7 +69,7 @@ impl LoopCore {
                     && monotonic() - f64::from_bits(last) < BUSY_POLL_INTERVAL;
                 if nothing_to_report || polled_recently {
                     drop(st);
-                    dropped.into_iter().for_each(release);
+                    dropped.into_iter().for_each(|t| release_attached(py, t));
                     return None;
                 }
                 Some(Duration::ZERO)
@@ -80,7 +80,7 @@ impl LoopCore {
                 None
             };
         drop(st);
-        dropped.into_iter().for_each(release);
+        dropped.into_iter().for_each(|t| release_attached(py, t));
         Some(timeout)
     }
 
@@ -196,7 +196,7 @@ impl LoopCore {
         let mut result = Ok(());
         while let Some(h) = batch.pop_front() {
             if h.get().is_cancelled() {
-                release(h);
+                release_attached(py, h);
                 continue;
             }
             let hb = h.bind(py);
@@ -205,7 +205,7 @@ impl LoopCore {
             } else {
                 Handle::run(hb)
             };
-            release(h);
+            release_attached(py, h);
             if r.is_ok() {
                 // What the callback wrote goes out now, in one writev per transport: its peer
                 // can answer while the lap goes on (a burst at the end of the lap would hold

@@ -44,6 +44,16 @@ impl WriteChunk {
     }
 }
 
+impl WriteChunk {
+    /// Drop the chunk (see `handles::decref`).
+    pub(super) fn release(self, py: Python<'_>) {
+        match self {
+            WriteChunk::Bytes { _obj, .. } => crate::handles::decref(py, _obj),
+            WriteChunk::Owned(v) => drop(v),
+        }
+    }
+}
+
 impl Chunk for WriteChunk {
     fn as_bytes(&self) -> &[u8] {
         match self {
@@ -82,7 +92,7 @@ impl StreamCore {
                 && st.empty_waiter.is_none();
             (written, done, settled)
         };
-        done.clear();
+        done.drain(..).for_each(|c| c.release(slf.py()));
         DONE.set(done);
         match result {
             Ok(_) if settled => Ok(()),
