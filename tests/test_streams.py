@@ -35,6 +35,23 @@ def run(loop, scenario):
     return loop.run_until_complete(asyncio.wait_for(scenario(), 10))
 
 
+def send_a_line(loop, make_reader, line):
+    """A client sends `line` to a server whose readers `make_reader()` makes: what the
+    server's `readline()` gives."""
+
+    async def scenario():
+        server, port, accepted = await reader_server(loop, make_reader)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, _ = await accepted
+        writer.write(line)
+        got = await reader.readline()
+        writer.close()
+        server.close()
+        return got
+
+    return run(loop, scenario)
+
+
 def test_data_reaches_the_reader_in_order(loop):
     async def scenario():
         server, port, accepted = await reader_server(loop, asyncio.StreamReader)
@@ -60,17 +77,7 @@ def test_a_subclass_feed_data_is_called(loop):
             fed.append(bytes(data))
             super().feed_data(data.upper())
 
-    async def scenario():
-        server, port, accepted = await reader_server(loop, Reader)
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        reader, _ = await accepted
-        writer.write(b"abc\n")
-        line = await reader.readline()
-        writer.close()
-        server.close()
-        return line
-
-    assert run(loop, scenario) == b"ABC\n"
+    assert send_a_line(loop, Reader, b"abc\n") == b"ABC\n"
     assert fed == [b"abc\n"]
 
 
@@ -135,17 +142,7 @@ def test_methods_patched_on_asyncios_classes_are_called(loop, monkeypatch, cls, 
 
     monkeypatch.setattr(cls, name, patched)
 
-    async def scenario():
-        server, port, accepted = await reader_server(loop, asyncio.StreamReader)
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-        reader, _ = await accepted
-        writer.write(b"x\n")
-        line = await reader.readline()
-        writer.close()
-        server.close()
-        return line
-
-    assert run(loop, scenario) == b"x\n"
+    assert send_a_line(loop, asyncio.StreamReader, b"x\n") == b"x\n"
     assert calls and all(args in ((b"x\n",), ()) for args in calls)
 
 
