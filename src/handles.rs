@@ -7,6 +7,7 @@
 //! which propagate as they do on the stock loop.
 
 use crate::lock::Mutex;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyKeyboardInterrupt, PySystemExit};
@@ -85,6 +86,13 @@ impl LoopRef {
             LoopRef::Strong(l) => visit.call(l),
         }
     }
+
+    fn release(self, py: Python<'_>) {
+        match self {
+            LoopRef::Weak(w, _) => decref(py, w),
+            LoopRef::Strong(l) => decref(py, l),
+        }
+    }
 }
 
 /// A handle's arguments: one held alone (`call_soon(cb, arg)`, what a Future does for each
@@ -154,13 +162,43 @@ pub struct Handle {
     /// The callback and its arguments; dropped by `cancel()`, as asyncio does, so a cancelled
     /// handle no longer keeps them alive.
     call: Mutex<CallSlot>,
-    pub(crate) context: Py<PyAny>,
-    pub(crate) loop_: LoopRef,
+    /// (Let go of by `Drop`, with the thread attached.)
+    pub(crate) context: ManuallyDrop<Py<PyAny>>,
+    pub(crate) loop_: ManuallyDrop<LoopRef>,
     pub(crate) cancelled: AtomicBool,
     pub(crate) source_traceback: Option<Py<PyAny>>,
     /// For a stream transport's reader, whose callback is its core's `_read_ready`: the core,
     /// read from directly (no call through the interpreter per event).
     pub(crate) stream_reader: Option<Py<StreamCore>>,
+}
+
+impl Drop for Handle {
+    /// Let go of what the handle holds with plain decrefs (see `decref`): a handle is made and
+    /// let go of per callback.
+    fn drop(&mut self) {
+        // SAFETY: a handle is dropped with the thread attached: by its object's deallocator, or
+        // on the error path of the method that made it.
+        let py = unsafe { Python::assume_attached() };
+        if let Some((callback, args)) = self.call.get_mut().call.take() {
+            decref(py, callback);
+            args.release(py);
+        }
+        if let Some(tb) = self.source_traceback.take() {
+            decref(py, tb);
+        }
+        if let Some(core) = self.stream_reader.take() {
+            decref(py, core);
+        }
+        // SAFETY: taken once, here, as the handle goes; nothing uses them after.
+        let (context, loop_) = unsafe {
+            (
+                ManuallyDrop::take(&mut self.context),
+                ManuallyDrop::take(&mut self.loop_),
+            )
+        };
+        decref(py, context);
+        loop_.release(py);
+    }
 }
 
 impl Handle {
@@ -185,8 +223,8 @@ impl Handle {
                 call: Some((callback, args)),
                 repr: None,
             }),
-            context,
-            loop_,
+            context: ManuallyDrop::new(context),
+            loop_: ManuallyDrop::new(loop_),
             cancelled: AtomicBool::new(false),
             source_traceback,
             stream_reader: None,
@@ -197,7 +235,7 @@ impl Handle {
     /// only the loop holds).
     fn traverse_fields(&self, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
         self.traverse_call(visit)?;
-        visit.call(&self.context)?;
+        visit.call(&*self.context)?;
         self.loop_.traverse(visit)?;
         visit.call(&self.source_traceback)?;
         visit.call(&self.stream_reader)
