@@ -25,7 +25,6 @@ class _SSLProtocolTransport(sslproto._SSLProtocolTransport):
     when the transport was never closed)."""
 
 
-
 _native = transport_methods(_SSLProtocolTransport)
 _SSLProtocolTransport.write = _native["ssl_write"]
 _SSLProtocolTransport.__del__ = _native["ssl_del"]
