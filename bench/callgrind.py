@@ -1,13 +1,15 @@
 """Server instructions per echo request, counted by callgrind: stable where timings are not.
 
     python3 bench/callgrind.py [--loops oxloop,rloop,uvloop] [--modes protocol] [--sizes 1024]
-                               [--requests 2000,12000] [--annotate]
+                               [--requests 2000,12000] [--repeat 1] [--annotate]
 
 For each loop, mode (protocol, streams or sockets: net_server.py's echo servers) and message
 size, the server runs under ``valgrind --tool=callgrind`` twice while
 ``loadgen echo`` (8 connections) sends the two request counts; what the second run counted
 beyond the first, divided by the extra requests, is the server's work per request, without
-start-up, warm-up and shut-down. ``--annotate`` also prints the functions whose cost per
+start-up, warm-up and shut-down. The count varies by a few percent from run to run (how many
+requests a lap of the loop serves changes its per-lap share): ``--repeat R`` measures R times
+and prints the median and the range. ``--annotate`` also prints the functions whose cost per
 request differs most between the first loop and each other one.
 
 Caveats: callgrind counts instructions, not time: system calls cost nothing here, and
@@ -22,6 +24,7 @@ import argparse
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,7 +94,8 @@ def main() -> int:
     parser.add_argument("--modes", default="protocol")
     parser.add_argument("--sizes", default="1024")
     parser.add_argument("--requests", default="2000,12000", help="the two request counts")
-    parser.add_argument("--annotate", action="store_true")
+    parser.add_argument("--repeat", type=int, default=1, help="measurements per cell")
+    parser.add_argument("--annotate", action="store_true", help="(of the last measurement)")
     args = parser.parse_args()
     low, high = (int(n) for n in args.requests.split(","))
     loops = args.loops.split(",")
@@ -104,11 +108,19 @@ def main() -> int:
                 per_function = {}
                 for loop in loops:
                     started = time.monotonic()
-                    files = [Path(tmp) / f"{loop}.{mode}.{size}.{n}.out" for n in (low, high)]
-                    totals = [count(loop, mode, size, n, f) for n, f in zip((low, high), files)]
-                    per_request = (totals[1] - totals[0]) / (high - low)
-                    print(f"{mode:9} {size:>7} B  {loop:10} {per_request:9,.0f} instructions per "
-                          f"request  ({time.monotonic() - started:.0f} s)", flush=True)
+                    measured = []
+                    for _ in range(max(1, args.repeat)):
+                        files = [Path(tmp) / f"{loop}.{mode}.{size}.{n}.out" for n in (low, high)]
+                        totals = [count(loop, mode, size, n, f) for n, f in zip((low, high), files)]
+                        measured.append((totals[1] - totals[0]) / (high - low))
+                    spread = (
+                        f", {min(measured):,.0f}..{max(measured):,.0f} over {len(measured)}"
+                        if len(measured) > 1
+                        else ""
+                    )
+                    print(f"{mode:9} {size:>7} B  {loop:10} {statistics.median(measured):9,.0f} "
+                          f"instructions per request{spread}  "
+                          f"({time.monotonic() - started:.0f} s)", flush=True)
                     if args.annotate:
                         a, b = (functions(f) for f in files)
                         per_function[loop] = {
