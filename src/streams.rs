@@ -4,6 +4,8 @@
 //! in the same order, without its four Python frames. Each method is looked up as Python would
 //! look it up for the call; one that is not asyncio's function (a subclass's, one patched on the
 //! class or set on the instance) is called instead, and so is `feed_data` at EOF (its `assert`).
+//! A large read for such a protocol goes straight to the end of the reader's `bytearray`
+//! ([`reader_buffer`]): the `bytes` object asyncio's code would extend it with is never made.
 
 use std::os::raw::c_int;
 use std::ptr;
@@ -150,6 +152,21 @@ fn stream_reader_protocol_data_received(
     s: &Streams,
 ) -> PyResult<()> {
     let py = protocol.py();
+    let Some(reader) = stream_reader(protocol, s)? else {
+        return Ok(());
+    };
+    match Method::of(&reader, intern!(py, "feed_data"), &s.feed_data)? {
+        Method::Own => feed_data(&reader, data, s),
+        other => other.call(&reader, &[data.as_any()]),
+    }
+}
+
+/// `protocol._stream_reader`, unless it is None.
+fn stream_reader<'py>(
+    protocol: &Bound<'py, PyAny>,
+    s: &Streams,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = protocol.py();
     let name = intern!(py, "_stream_reader");
     // SAFETY: a type and a str; the result is borrowed from the type's dict (or NULL).
     let property = unsafe { _PyType_Lookup(protocol.get_type().as_type_ptr(), name.as_ptr()) };
@@ -157,18 +174,48 @@ fn stream_reader_protocol_data_received(
         // The property's getter: None, or what the weak reference gives.
         let wr = protocol.getattr(intern!(py, "_stream_reader_wr"))?;
         if wr.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         wr.call0()?
     } else {
         protocol.getattr(name)?
     };
-    if reader.is_none() {
-        return Ok(());
+    Ok((!reader.is_none()).then_some(reader))
+}
+
+/// For a read of more than a few KiB: when `protocol.data_received(data)` would be asyncio's
+/// own, feeding asyncio's own `feed_data` of a reader not at EOF whose buffer is a `bytearray`,
+/// that reader and its buffer: the read can go straight to the buffer's end (then
+/// [`fed_in_place`]), saving the `bytes` and its copy. `None` otherwise, or if a lookup raised:
+/// the ordinary path then makes the same calls after the read, as asyncio would.
+pub(crate) fn reader_buffer<'py>(
+    protocol: &Bound<'py, PyAny>,
+) -> Option<(Bound<'py, PyAny>, Bound<'py, PyByteArray>)> {
+    let py = protocol.py();
+    let s = streams(py).ok()??;
+    let own = |obj: &Bound<'py, PyAny>, name: &Bound<'py, PyString>, f: &Py<PyAny>| {
+        matches!(Method::of(obj, name, f), Ok(Method::Own))
+    };
+    if !own(protocol, intern!(py, "data_received"), &s.data_received) {
+        return None;
     }
-    match Method::of(&reader, intern!(py, "feed_data"), &s.feed_data)? {
-        Method::Own => feed_data(&reader, data, s),
-        other => other.call(&reader, &[data.as_any()]),
+    let reader = stream_reader(protocol, s).ok()??;
+    if !own(&reader, intern!(py, "feed_data"), &s.feed_data)
+        || reader.getattr(intern!(py, "_eof")).ok()?.is_truthy().ok()?
+    {
+        return None;
+    }
+    let buffer = reader.getattr(intern!(py, "_buffer")).ok()?;
+    let buffer = buffer.cast_into_exact::<PyByteArray>().ok()?;
+    Some((reader, buffer))
+}
+
+/// The rest of `feed_data` once the data is at the end of the reader's buffer (see
+/// [`reader_buffer`]).
+pub(crate) fn fed_in_place(reader: &Bound<'_, PyAny>) -> PyResult<()> {
+    match streams(reader.py())? {
+        Some(s) => fed(reader, s),
+        None => Ok(()),
     }
 }
 
@@ -190,6 +237,13 @@ fn feed_data(reader: &Bound<'_, PyAny>, data: &Bound<'_, PyBytes>, s: &Streams) 
             buffer.call_method1(intern!(py, "extend"), (data,))?;
         }
     }
+    fed(reader, s)
+}
+
+/// `feed_data` after `self._buffer.extend(data)`: `_wakeup_waiter()`, then the pause past twice
+/// the limit.
+fn fed(reader: &Bound<'_, PyAny>, s: &Streams) -> PyResult<()> {
+    let py = reader.py();
     match Method::of(reader, intern!(py, "_wakeup_waiter"), &s.wakeup_waiter)? {
         Method::Own => wakeup_waiter(reader)?,
         other => other.call(reader, &[])?,

@@ -243,3 +243,103 @@ def test_data_after_feed_eof_fails_the_connection_as_on_asyncio(loop):
         assert [(c["message"], type(c["exception"])) for c in errors] == [
             ("Fatal error: protocol.data_received() call failed.", AssertionError)
         ]
+
+
+# Reads of more than a few KiB go straight to the end of asyncio's StreamReader's buffer on oxloop
+# (no bytes object between); what the reader and its protocol see is the same.
+
+LARGE = 20 * 1024
+
+
+def test_large_data_reaches_the_reader_whole_and_in_order_then_eof(loop):
+    async def scenario():
+        server, port, accepted = await reader_server(loop, asyncio.StreamReader)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, _ = await accepted
+        sent = b"".join(bytes([i]) * LARGE for i in range(40))
+        got = bytearray()
+        for i in range(0, len(sent), LARGE):
+            writer.write(sent[i : i + LARGE])
+            await writer.drain()
+            got += await reader.readexactly(LARGE)
+        writer.write(sent[: 3 * LARGE])  # several reads' worth at once, then the end
+        writer.write_eof()
+        rest = await reader.read()
+        writer.close()
+        server.close()
+        return bytes(got) == sent, rest == sent[: 3 * LARGE], reader.at_eof()
+
+    assert run(loop, scenario) == (True, True, True)
+
+
+def test_large_reads_pause_past_twice_the_limit_and_resume(loop):
+    limit = 16 * 1024
+
+    async def scenario():
+        server, port, accepted = await reader_server(
+            loop, lambda: asyncio.StreamReader(limit=limit)
+        )
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, protocol = await accepted
+        writer.write(b"c" * LARGE)  # the first large read teaches the transport the size
+        await until(lambda: len(reader._buffer) >= LARGE)
+        writer.write(b"d" * (3 * limit))
+        await until(lambda: reader._paused)
+        paused = protocol._transport.is_reading()
+        total = 0
+        while total < LARGE + 3 * limit:
+            total += len(await reader.read(1 << 20))
+        resumed = reader._paused, protocol._transport.is_reading()
+        writer.close()
+        server.close()
+        return paused, resumed, total
+
+    assert run(loop, scenario) == (False, (False, True), LARGE + 3 * limit)
+
+
+def test_a_large_read_into_an_exported_buffer_fails_as_on_asyncio(loop):
+    errors = []
+
+    async def scenario():
+        loop.set_exception_handler(lambda _, context: errors.append(context))
+        server, port, accepted = await reader_server(loop, asyncio.StreamReader)
+        client_reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, _ = await accepted
+        writer.write(b"e" * LARGE)
+        await reader.readexactly(LARGE)
+        writer.write(b"f" * LARGE)  # read straight into the buffer (on oxloop)
+        await until(lambda: len(reader._buffer) == LARGE)
+        view = memoryview(reader._buffer)  # a bytearray with an export cannot be resized
+        writer.write(b"g" * LARGE)
+        end = await client_reader.read()
+        view.release()
+        writer.close()
+        server.close()
+        return end
+
+    assert run(loop, scenario) == b""
+    assert [(c["message"], type(c["exception"])) for c in errors] == [
+        ("Fatal error: protocol.data_received() call failed.", BufferError)
+    ]
+
+
+def test_a_subclass_feed_data_gets_large_reads_too(loop):
+    sizes = []
+
+    class Reader(asyncio.StreamReader):
+        def feed_data(self, data):
+            sizes.append(len(data))
+            super().feed_data(data)
+
+    async def scenario():
+        server, port, accepted = await reader_server(loop, Reader)
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, _ = await accepted
+        for _ in range(3):
+            writer.write(b"h" * LARGE)
+            await reader.readexactly(LARGE)
+        writer.close()
+        server.close()
+
+    run(loop, scenario)
+    assert sum(sizes) == 3 * LARGE

@@ -1,6 +1,7 @@
 //! The read path of the stream transport: one `recv` per readable event, into the loop's shared
 //! buffer and then an exact-size `bytes` for `protocol.data_received` (after a large read,
-//! straight into a `bytes`); a `BufferedProtocol` is filled in place
+//! straight into a `bytes`, or, for asyncio's own `StreamReaderProtocol`, to the end of its
+//! reader's `bytearray`); a `BufferedProtocol` is filled in place
 //! (`get_buffer`/`buffer_updated`), a TLS protocol's incoming BIO from the buffer; EOF and read
 //! errors as asyncio's `_read_ready` handles them.
 //!
@@ -17,6 +18,7 @@ use std::sync::atomic::Ordering;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::types::PyByteArray;
 
 use super::StreamCore;
 use crate::event_loop::os_error_from;
@@ -59,6 +61,11 @@ impl StreamCore {
         let spare = &this.loop_.get().spare_bytes;
         let received = if last > COPY_READ_MAX {
             let size = (2 * last).clamp(DIRECT_READ_MIN, DIRECT_READ_MAX);
+            if let Some((reader, buffer)) = crate::streams::reader_buffer(&protocol) {
+                if let Some(outcome) = Self::recv_into_stream_reader(slf, &reader, &buffer, size) {
+                    return outcome;
+                }
+            }
             Self::recv_direct(slf, size)?.map(|(data, capacity)| (data, Some(capacity)))
         } else {
             Self::recv_shared(slf).map(|(buf, n)| (spare.make(py, &buf[..n]), None))
@@ -83,6 +90,61 @@ impl StreamCore {
         core.flush_transports(py)?;
         core.spare_bytes.give_back(data, capacity);
         Ok(())
+    }
+
+    /// A large read for asyncio's own StreamReaderProtocol (see `streams::reader_buffer`):
+    /// one `recv` of at most `size` bytes straight to the end of the reader's `bytearray`, then
+    /// the rest of `feed_data`. What asyncio's code would do with the data, without the `bytes`
+    /// object between (nothing else would see it) and its copy. `None` when the buffer cannot
+    /// grow (a memoryview of it is alive, say): the ordinary path then receives, and asyncio's
+    /// `extend` raises after the read, as it would.
+    fn recv_into_stream_reader(
+        slf: &Bound<'_, Self>,
+        reader: &Bound<'_, PyAny>,
+        buffer: &Bound<'_, PyByteArray>,
+        size: usize,
+    ) -> Option<PyResult<()>> {
+        let old = buffer.len();
+        buffer.resize(old + size).ok()?;
+        Some(Self::recv_into_grown(slf, reader, buffer, old, size))
+    }
+
+    /// `recv_into_stream_reader` once the buffer has `size` bytes to spare after `old`.
+    fn recv_into_grown(
+        slf: &Bound<'_, Self>,
+        reader: &Bound<'_, PyAny>,
+        buffer: &Bound<'_, PyByteArray>,
+        old: usize,
+        size: usize,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        // SAFETY: the buffer holds `old + size` bytes; recv writes at most `size` after `old`,
+        // and no Python code runs until it is resized to what came.
+        let n = unsafe { libc::recv(this.fd, buffer.data().add(old).cast(), size, 0) };
+        let err = io::Error::last_os_error();
+        let len = old + n.max(0) as usize;
+        if buffer.resize(len).is_err() {
+            // Shrinking fails only if `realloc` does: keep the block, with the length of what is
+            // in it, as `bytearray` does for a small shrink.
+            // SAFETY: `len` is at most the size the buffer has; the byte after it is in the block.
+            unsafe {
+                (*buffer.as_ptr().cast::<pyo3::ffi::PyVarObject>()).ob_size = len as isize;
+                *buffer.data().add(len) = 0;
+            }
+        }
+        if n <= 0 {
+            return Self::nothing_received(slf, n, err);
+        }
+        Self::read_again_if(slf, n as usize == size);
+        this.last_read.store(n as usize, Ordering::Relaxed);
+        if let Err(e) = crate::streams::fed_in_place(reader) {
+            return Self::protocol_failed(
+                slf,
+                e,
+                "Fatal error: protocol.data_received() call failed.",
+            );
+        }
+        this.loop_.get().flush_transports(slf.py())
     }
 
     pub(super) fn read_into_protocol_buffer(
