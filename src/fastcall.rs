@@ -418,19 +418,36 @@ transport_noargs!(transport_is_closing, |core, py| PyResult::Ok(
     core.get().is_closing()
 ));
 
-/// asyncio's `module.class.__del__(slf)` (the function looked up once, kept in `cell`).
-fn asyncio_del(
-    slf: &Bound<'_, PyAny>,
+/// asyncio's `__del__` of its socket transports and of its TLS application transport, looked up
+/// by `transport_methods`, when oxloop is imported: a finalizer may run in any frame, even one
+/// whose builtins have no `__import__` (seen under pytest), so it must not import.
+static SOCKET_DEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SSL_DEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `module.class.__del__`, kept in `cell`.
+fn asyncio_del<'py>(
+    py: Python<'py>,
     cell: &'static PyOnceLock<Py<PyAny>>,
     module: &str,
     class: &str,
-) -> PyResult<Py<PyAny>> {
-    let py = slf.py();
-    let del = cell.get_or_try_init(py, || {
+) -> PyResult<&'py Py<PyAny>> {
+    cell.get_or_try_init(py, || {
         let cls = py.import(module)?.getattr(class)?;
         Ok::<_, PyErr>(cls.getattr("__del__")?.unbind())
-    })?;
-    del.call1(py, (slf,))
+    })
+}
+
+fn socket_del(py: Python<'_>) -> PyResult<&Py<PyAny>> {
+    asyncio_del(
+        py,
+        &SOCKET_DEL,
+        "asyncio.selector_events",
+        "_SelectorTransport",
+    )
+}
+
+fn ssl_del(py: Python<'_>) -> PyResult<&Py<PyAny>> {
+    asyncio_del(py, &SSL_DEL, "asyncio.sslproto", "_SSLProtocolTransport")
 }
 
 /// `_SocketTransport.__del__()`: asyncio's (the ResourceWarning of a transport never closed,
@@ -448,13 +465,7 @@ unsafe extern "C" fn transport_del(
             if core_of(slf).is_ok_and(|core| core.get().sock_cleared()) {
                 return Ok(py.None());
             }
-            static ASYNCIO_DEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            asyncio_del(
-                slf,
-                &ASYNCIO_DEL,
-                "asyncio.selector_events",
-                "_SelectorTransport",
-            )
+            socket_del(py)?.call1(py, (slf,))
         })
     }
 }
@@ -474,13 +485,7 @@ unsafe extern "C" fn ssl_transport_del(
             if slf.getattr(intern!(py, "_closed"))?.is_truthy()? {
                 return Ok(py.None());
             }
-            static ASYNCIO_DEL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-            asyncio_del(
-                slf,
-                &ASYNCIO_DEL,
-                "asyncio.sslproto",
-                "_SSLProtocolTransport",
-            )
+            ssl_del(py)?.call1(py, (slf,))
         })
     }
 }
@@ -540,6 +545,8 @@ Return True if the transport is closing or closed.";
 #[pyfunction]
 pub(crate) fn transport_methods<'py>(cls: &Bound<'py, PyType>) -> PyResult<Bound<'py, PyDict>> {
     let py = cls.py();
+    socket_del(py)?;
+    ssl_del(py)?;
     let noargs = |name: &'static CStr, f, doc: &'static CStr| {
         (
             name,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -235,6 +237,43 @@ def test_a_transport_collected_unclosed_warns_and_closes_its_socket(loop, side):
         server.close()
 
     loop.run_until_complete(main())
+
+
+UNCLOSED_IN_A_BARE_FRAME = """
+import asyncio, gc, socket, sys, warnings
+if sys.argv[1] == "oxloop":
+    import oxloop
+    loop = oxloop.new_event_loop()
+else:
+    loop = asyncio.new_event_loop()
+ours, peer = socket.socketpair()
+
+async def make():
+    transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+    transport.pause_reading()  # the loop no longer holds it
+    return transport
+
+transport = loop.run_until_complete(make())
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    del transport
+    # The collector runs the finalizer in a frame whose builtins have no __import__.
+    exec("collect()", {"__builtins__": {}, "collect": gc.collect})
+print(sorted({str(w.message).split(" <")[0] for w in caught}), ours.fileno())
+"""
+
+
+def test_a_transport_collected_in_a_frame_without_import_still_warns_and_closes(loop_kind):
+    # A finalizer runs in whatever frame the collector interrupts; oxloop's once imported
+    # asyncio's __del__ there on first use, and failed where builtins lack __import__.
+    out = subprocess.run(
+        [sys.executable, "-c", UNCLOSED_IN_A_BARE_FRAME, loop_kind],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert out.stdout.split("\n")[0] == "['unclosed transport'] -1", out.stderr
 
 
 def test_a_server_counts_its_connections_as_asyncio_does(loop):
