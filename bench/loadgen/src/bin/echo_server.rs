@@ -11,11 +11,14 @@
 //! socket does not take waits for it to be writable, and reading from that connection waits
 //! too. TCP_NODELAY is set on each connection, as asyncio's transports set it.
 
+#[path = "../server_args.rs"]
+mod server_args;
+
 use std::collections::HashMap;
 use std::io;
 use std::mem;
 use std::os::fd::RawFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const READ_SIZE: usize = 256 * 1024;
 const LISTENER: u64 = u64::MAX;
@@ -173,22 +176,8 @@ impl Server {
     }
 }
 
-fn lifetime(args: &[String]) -> Result<Duration, String> {
-    match args {
-        [] => Ok(Duration::from_secs(3600)),
-        [flag, value] if flag == "--lifetime" => value
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| format!("bad value for --lifetime: {value:?}")),
-        _ => Err("usage: echo_server [--lifetime SECONDS]".to_string()),
-    }
-}
-
 fn main() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let lifetime = lifetime(&args)?;
+    let lifetime = server_args::lifetime("echo_server")?;
     let fail = |e: io::Error| e.to_string();
     let (listener, port) = listen().map_err(fail)?;
     // SAFETY: epoll_create1 returns a new descriptor or -1.

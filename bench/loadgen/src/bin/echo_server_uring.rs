@@ -8,11 +8,14 @@
 //! Prints `PORT <n>`, serves 127.0.0.1 until killed or the lifetime runs out. Not part of
 //! `net.py`'s rows; run it by hand with `loadgen echo --addr 127.0.0.1:PORT`.
 
+#[path = "../server_args.rs"]
+mod server_args;
+
 use std::collections::HashMap;
 use std::io;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
@@ -141,22 +144,8 @@ impl Server {
     }
 }
 
-fn lifetime(args: &[String]) -> Result<Duration, String> {
-    match args {
-        [] => Ok(Duration::from_secs(3600)),
-        [flag, value] if flag == "--lifetime" => value
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| format!("bad value for --lifetime: {value:?}")),
-        _ => Err("usage: echo_server_uring [--lifetime SECONDS]".to_string()),
-    }
-}
-
 fn main() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let deadline = Instant::now() + lifetime(&args)?;
+    let deadline = Instant::now() + server_args::lifetime("echo_server_uring")?;
     let fail = |e: io::Error| e.to_string();
     let listener = TcpListener::bind("127.0.0.1:0").map_err(fail)?;
     let port = listener.local_addr().map_err(fail)?.port();
