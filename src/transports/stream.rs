@@ -96,7 +96,7 @@ struct StreamState {
     sockname: Addr,
     peername: Addr,
     protocol: Option<Py<PyAny>>,
-    buffered_protocol: bool,
+    protocol_kind: ProtocolKind,
     protocol_connected: bool,
     queue: WriteQueue<WriteChunk>,
     conn_lost: u64,
@@ -147,14 +147,41 @@ fn asyncio_logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     cached(py, &LOGGER, "asyncio.log", "logger")
 }
 
-fn is_buffered_protocol(protocol: &Bound<'_, PyAny>) -> PyResult<bool> {
-    static CLS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    protocol.is_instance(cached(
-        protocol.py(),
-        &CLS,
-        "asyncio.protocols",
-        "BufferedProtocol",
-    )?)
+/// What the reader does with a protocol, decided when it is set.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum ProtocolKind {
+    /// `get_buffer`/`buffer_updated`.
+    Buffered,
+    /// An `asyncio.StreamReaderProtocol` (or subclass): a large read may go straight to its
+    /// reader's buffer (`streams::reader_buffer` checks the rest).
+    StreamReader,
+    /// `data_received`.
+    Plain,
+}
+
+fn protocol_kind(protocol: &Bound<'_, PyAny>) -> PyResult<ProtocolKind> {
+    let py = protocol.py();
+    static BUFFERED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static STREAM_READER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    Ok(
+        if protocol.is_instance(cached(
+            py,
+            &BUFFERED,
+            "asyncio.protocols",
+            "BufferedProtocol",
+        )?)? {
+            ProtocolKind::Buffered
+        } else if protocol.is_instance(cached(
+            py,
+            &STREAM_READER,
+            "asyncio.streams",
+            "StreamReaderProtocol",
+        )?)? {
+            ProtocolKind::StreamReader
+        } else {
+            ProtocolKind::Plain
+        },
+    )
 }
 
 impl StreamCore {
@@ -175,7 +202,7 @@ impl StreamCore {
             ),
             SockSource::Owned { fd, proto, .. } => (*fd, *proto, None),
         };
-        let buffered = is_buffered_protocol(protocol)?;
+        let kind = protocol_kind(protocol)?;
         let (family, sockname) = match sock {
             SockSource::Owned {
                 family,
@@ -217,7 +244,7 @@ impl StreamCore {
                     SockSource::Object(_) => Addr::Unset,
                 },
                 protocol: Some(protocol.clone().unbind()),
-                buffered_protocol: buffered,
+                protocol_kind: kind,
                 protocol_connected: true,
                 queue: WriteQueue::new(),
                 conn_lost: 0,
@@ -453,13 +480,13 @@ impl StreamCore {
 
     /// `set_protocol` (which also marks the protocol connected) and `_protocol = ...`.
     fn replace_protocol(&self, protocol: Option<Bound<'_, PyAny>>, connect: bool) -> PyResult<()> {
-        let buffered = match &protocol {
-            Some(p) => is_buffered_protocol(p)?,
-            None => false,
+        let kind = match &protocol {
+            Some(p) => protocol_kind(p)?,
+            None => ProtocolKind::Plain,
         };
         let old = {
             let mut st = lock(&self.st);
-            st.buffered_protocol = buffered;
+            st.protocol_kind = kind;
             st.protocol_connected |= connect;
             std::mem::replace(&mut st.protocol, protocol.map(Bound::unbind))
         };

@@ -20,7 +20,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 
-use super::StreamCore;
+use super::{ProtocolKind, StreamCore};
 use crate::event_loop::os_error_from;
 use crate::lock::lock;
 use crate::spare_bytes::DirectRead;
@@ -40,18 +40,18 @@ impl StreamCore {
     pub(crate) fn read_ready(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (protocol, buffered) = {
+        let (protocol, kind) = {
             let st = lock(&this.st);
             if st.conn_lost > 0 {
                 return Ok(());
             }
             match &st.protocol {
-                Some(p) => (p.clone_ref(py), st.buffered_protocol),
+                Some(p) => (p.clone_ref(py), st.protocol_kind),
                 None => return Ok(()),
             }
         };
         let protocol = protocol.into_bound(py);
-        if buffered {
+        if kind == ProtocolKind::Buffered {
             if let Ok(ssl) = protocol.cast::<SSLProtocolBase>() {
                 return Self::read_into_ssl(slf, ssl);
             }
@@ -61,7 +61,10 @@ impl StreamCore {
         let spare = &this.loop_.get().spare_bytes;
         let received = if last > COPY_READ_MAX {
             let size = (2 * last).clamp(DIRECT_READ_MIN, DIRECT_READ_MAX);
-            if let Some((reader, buffer)) = crate::streams::reader_buffer(&protocol) {
+            let reader = (kind == ProtocolKind::StreamReader)
+                .then(|| crate::streams::reader_buffer(&protocol))
+                .flatten();
+            if let Some((reader, buffer)) = reader {
                 if let Some(outcome) = Self::recv_into_stream_reader(slf, &reader, &buffer, size) {
                     return outcome;
                 }
