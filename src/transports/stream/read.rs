@@ -124,7 +124,7 @@ impl StreamCore {
         // SAFETY: the buffer holds `old + size` bytes; recv writes at most `size` after `old`,
         // and no Python code runs until it is resized to what came.
         let n = unsafe { libc::recv(this.fd, buffer.data().add(old).cast(), size, 0) };
-        let err = io::Error::last_os_error();
+        let err = io::Error::last_os_error(); // now: the resize below may set errno
         let len = old + n.max(0) as usize;
         if buffer.resize(len).is_err() {
             // Shrinking fails only if `realloc` does: keep the block, with the length of what is
