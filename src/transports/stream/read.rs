@@ -79,7 +79,15 @@ impl StreamCore {
         };
         this.last_read
             .store(data.as_bytes().len(), Ordering::Relaxed);
-        if let Err(e) = crate::streams::data_received(&protocol, &data) {
+        let received = if kind == ProtocolKind::StreamReader {
+            crate::streams::data_received(&protocol, &data)
+        } else {
+            // Not a StreamReaderProtocol: the call, with nothing to look for first.
+            protocol
+                .call_method1(intern!(py, "data_received"), (&data,))
+                .map(drop)
+        };
+        if let Err(e) = received {
             return Self::protocol_failed(
                 slf,
                 e,
