@@ -1,10 +1,11 @@
 //! `protocol.data_received(data)` as the stream transport calls it for a `StreamReaderProtocol`
-//! (its other protocols are called directly) and the TLS protocol for its application
-//! protocol, with asyncio.streams' own `StreamReaderProtocol.data_received` done natively: what
-//! asyncio's code does (the `_stream_reader` property, `StreamReader.feed_data`,
-//! `_wakeup_waiter`, the same in 3.10–3.13), in the same order, without its four Python frames.
-//! Each method is looked up as Python would look it up for the call; one that is not asyncio's function (a subclass's, one patched on the
-//! class or set on the instance) is called instead, and so is `feed_data` at EOF (its `assert`).
+//! (its other protocols are called directly) and the TLS protocol for its application protocol,
+//! with asyncio.streams' own `StreamReaderProtocol.data_received` done natively: what asyncio's
+//! code does (the `_stream_reader` property, `StreamReader.feed_data`, `_wakeup_waiter`, the same
+//! in 3.10–3.13), in the same order, without its four Python frames. Each method is looked up as
+//! Python would look it up for the call; one that is not asyncio's function (a subclass's, one
+//! patched on the class or set on the instance) is called instead, and so is `feed_data` at EOF
+//! (its `assert`).
 //! A large read for such a protocol goes straight to the end of the reader's `bytearray`
 //! ([`reader_buffer`]): the `bytes` object asyncio's code would extend it with is never made.
 
