@@ -10,7 +10,7 @@
 //! Python (a callback may re-enter `call_soon`). Python objects removed under the lock are
 //! dropped after it is released, since dropping one may run arbitrary Python code.
 
-use crate::lock::{Mutex, MutexGuard};
+use crate::lock::{Mutex, MutexGuard, ThreadMutex};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -136,10 +136,10 @@ pub struct LoopCore {
     /// A weak reference to this loop, shared by all its handles.
     self_ref: pyo3::sync::PyOnceLock<LoopRef>,
     state: Mutex<State>,
-    io: Mutex<Option<Io>>,
+    io: ThreadMutex<Option<Io>>,
     /// Wakes the poller; None once closed. Behind a lock so `close` can release it while
     /// another thread may be calling `call_soon_threadsafe`.
-    waker: Mutex<Option<Waker>>,
+    waker: ThreadMutex<Option<Waker>>,
     waker_fd: RawFd,
     signal_rfd: RawFd,
     signal_wfd: RawFd,
@@ -208,14 +208,14 @@ impl LoopCore {
             waker_fd: waker.fd(),
             signal_rfd: signal_rsock.as_raw_fd(),
             signal_wfd: signal_wsock.as_raw_fd(),
-            io: Mutex::new(Some(Io {
+            io: ThreadMutex::new(Some(Io {
                 registry,
                 epoll_buf: Vec::with_capacity(1024),
                 events: Vec::with_capacity(1024),
                 _signal_rsock: signal_rsock,
                 _signal_wsock: signal_wsock,
             })),
-            waker: Mutex::new(Some(waker)),
+            waker: ThreadMutex::new(Some(waker)),
             flush_queue: Mutex::new(VecDeque::new()),
             transports: pyo3::sync::PyOnceLock::new(),
             task_factory: Mutex::new(None),
@@ -343,7 +343,7 @@ impl LoopCore {
         handle: Option<Py<Handle>>,
         owner: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let mut io_guard = lock(&self.io);
+        let mut io_guard = self.io.lock();
         let Some(io) = io_guard.as_mut() else {
             return if handle.is_some() {
                 Err(closed_error())
@@ -542,7 +542,7 @@ impl LoopCore {
 
     /// `f(registry, fd)` if the loop is open and nothing watches `fd`.
     fn with_unwatched(&self, _gil: Python<'_>, fd: RawFd, f: fn(&mut Registry, RawFd)) {
-        let mut io_guard = lock(&self.io);
+        let mut io_guard = self.io.lock();
         let Some(io) = io_guard.as_mut() else {
             return;
         };
@@ -662,7 +662,7 @@ impl LoopCore {
     /// Make the poller's current or next wait return (from any thread).
     fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::AcqRel) {
-            if let Some(w) = lock(&self.waker).as_ref() {
+            if let Some(w) = self.waker.lock().as_ref() {
                 let _ = w.wake();
             }
         }
@@ -1158,8 +1158,8 @@ impl LoopCore {
         if self.closed.swap(true, Ordering::Relaxed) {
             return;
         }
-        let io = lock(&self.io).take();
-        let waker = lock(&self.waker).take();
+        let io = self.io.lock().take();
+        let waker = self.waker.lock().take();
         let flush_queue = std::mem::take(&mut *lock(&self.flush_queue));
         let (ready, timers, fds, signals, parked) = {
             let mut st = lock(&self.state);

@@ -90,7 +90,7 @@ impl LoopCore {
         // removals in this poll. Let go of their sockets first, with no lock held (a socket's
         // finalizer may run).
         drop(std::mem::take(&mut lock(&self.state).parked));
-        let mut io_guard = lock(&self.io);
+        let mut io_guard = self.io.lock();
         let Some(io) = io_guard.as_mut() else {
             return Err(closed_error());
         };
@@ -117,7 +117,7 @@ impl LoopCore {
         for ev in io.events.iter() {
             if ev.fd == self.waker_fd {
                 // Drain first, then clear: a wake-up written in between stays readable.
-                if let Some(w) = lock(&self.waker).as_ref() {
+                if let Some(w) = self.waker.lock().as_ref() {
                     w.drain();
                 }
                 self.wake_pending.store(false, Ordering::Release);
