@@ -157,7 +157,7 @@ struct CallSlot {
 /// Handles scheduled by the loop itself start untracked by the garbage collector: while only the
 /// loop holds one, the loop's own `__traverse__` reports what the handle refers to. The loop
 /// tracks a handle again (see [`release`]) when it lets go of it while someone else still holds it.
-#[pyclass(module = "oxloop", subclass, frozen, weakref, freelist = 1024)]
+#[pyclass(module = "oxloop", subclass, frozen, weakref)]
 pub struct Handle {
     /// The callback and its arguments; dropped by `cancel()`, as asyncio does, so a cancelled
     /// handle no longer keeps them alive.
@@ -507,11 +507,25 @@ impl Handle {
 }
 
 /// A callback scheduled for a point in time by `call_later`/`call_at`.
-#[pyclass(module = "oxloop", extends = Handle, frozen, freelist = 1024)]
+#[pyclass(module = "oxloop", extends = Handle, frozen)]
 pub struct TimerHandle {
     pub(crate) when: f64,
     /// In the loop's heap; cleared when the loop pops it.
     pub(crate) scheduled: AtomicBool,
+}
+
+impl crate::freelist::Recycled for Handle {
+    fn free_list() -> &'static crate::freelist::FreeList {
+        static LIST: crate::freelist::FreeList = crate::freelist::FreeList::new();
+        &LIST
+    }
+}
+
+impl crate::freelist::Recycled for TimerHandle {
+    fn free_list() -> &'static crate::freelist::FreeList {
+        static LIST: crate::freelist::FreeList = crate::freelist::FreeList::new();
+        &LIST
+    }
 }
 
 impl TimerHandle {

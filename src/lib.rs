@@ -4,6 +4,7 @@
 mod bytes_buf;
 mod event_loop;
 mod fastcall;
+mod freelist;
 mod futures;
 mod handles;
 mod lock;
@@ -20,6 +21,8 @@ use pyo3::prelude::*;
 fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<handles::Handle>()?;
     m.add_class::<handles::TimerHandle>()?;
+    freelist::install::<handles::Handle>(m.py());
+    freelist::install::<handles::TimerHandle>(m.py());
     m.add_class::<event_loop::LoopCore>()?;
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<transports::stream::StreamCore>()?;

@@ -71,6 +71,30 @@ def test_a_cycle_through_a_kept_handle_is_collected(loop_factory):
     loop.close()
 
 
+def test_a_cycle_through_a_handle_made_directly_is_collected(loop):
+    """A handle made by calling its class (not scheduled) is seen by the collector, also when
+    its memory is that of handles freed before it (oxloop reuses them)."""
+    for _ in range(100):
+        loop.call_soon(print)
+        loop.call_later(10, print).cancel()
+    loop.call_soon(loop.stop)
+    loop.run_forever()
+    handle_class = type(loop.call_soon(print))
+    timer_class = type(loop.call_later(10, print))
+
+    class Owner:
+        def callback(self):
+            pass
+
+    owner = Owner()
+    owner.handle = handle_class(owner.callback, (), loop)
+    owner.timer = timer_class(loop.time() + 10, owner.callback, (), loop)
+    ref = weakref.ref(owner)
+    del owner
+    gc.collect()
+    assert ref() is None
+
+
 def test_an_unclosed_loop_with_pending_callbacks_is_collected(loop_kind, recwarn):
     loop = new_loop(loop_kind)  # not through the fixture, which keeps its loops to close them
     loop.call_soon(loop.stop)
