@@ -454,8 +454,10 @@ impl Handle {
         )
     }
 
-    fn cancel(&self, py: Python<'_>) {
-        self.cancel_impl(py, || self.repr_info(py, "Handle", None).ok());
+    /// asyncio's: in debug mode the `repr` (the object's own, as `repr(self)`) is kept.
+    fn cancel(slf: &Bound<'_, Self>) {
+        let repr = || slf.repr().and_then(|r| Ok(r.to_cow()?.into_owned())).ok();
+        slf.get().cancel_impl(slf.py(), repr);
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -501,13 +503,15 @@ impl Handle {
         self.source_traceback.as_ref().map(|t| t.clone_ref(py))
     }
 
-    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        self.repr_info(py, "Handle", None)
+    /// asyncio's: the class's own name first (a subclass's, for a subclass).
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let name = slf.get_type().name()?;
+        slf.get().repr_info(slf.py(), &name.to_cow()?, None)
     }
 }
 
 /// A callback scheduled for a point in time by `call_later`/`call_at`.
-#[pyclass(module = "oxloop", extends = Handle, frozen)]
+#[pyclass(module = "oxloop", extends = Handle, subclass, frozen)]
 pub struct TimerHandle {
     pub(crate) when: f64,
     /// In the loop's heap; cleared when the loop pops it.
@@ -577,7 +581,8 @@ impl TimerHandle {
         if base.is_cancelled() {
             return Ok(());
         }
-        base.cancel_impl(py, || Self::__repr__(slf).ok());
+        let repr = || slf.repr().and_then(|r| Ok(r.to_cow()?.into_owned())).ok();
+        base.cancel_impl(py, repr);
         if slf.get().scheduled.load(Ordering::Relaxed) {
             if let Some(core) = base.loop_.core(py) {
                 core.get().timer_handle_cancelled();
@@ -589,9 +594,10 @@ impl TimerHandle {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let name = slf.get_type().name()?;
         slf.as_super()
             .get()
-            .repr_info(slf.py(), "TimerHandle", Some(slf.get().when))
+            .repr_info(slf.py(), &name.to_cow()?, Some(slf.get().when))
     }
 
     fn __hash__(&self) -> isize {

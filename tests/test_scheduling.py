@@ -381,6 +381,38 @@ def test_handle_repr(loop):
     assert "cancelled" in repr(timer)
 
 
+def test_handle_subclasses_repr_with_their_own_name(loop):
+    """asyncio's handles name their class in their repr, and both classes can be subclassed;
+    in debug mode cancel() keeps repr(self), a subclass's __repr__ included."""
+    handle_class = type(loop.call_soon(my_callback))
+    timer_class = type(loop.call_later(10, my_callback))
+
+    class MyHandle(handle_class):
+        pass
+
+    class MyTimer(timer_class):
+        pass
+
+    class Shouting(handle_class):
+        def __repr__(self):
+            return "<SHOUTING>"
+
+    handle = MyHandle(my_callback, (), loop)
+    timer = MyTimer(loop.time() + 10, my_callback, (), loop)
+    assert repr(handle).startswith("<MyHandle my_callback()")
+    assert repr(timer).startswith("<MyTimer when=")
+    loop.set_debug(True)
+    try:
+        shouting = Shouting(my_callback, (), loop)
+        shouting.cancel()
+        timer.cancel()
+    finally:
+        loop.set_debug(False)
+    # What cancel() kept is what the base class's repr now gives.
+    assert handle_class.__repr__(shouting) == "<SHOUTING>"
+    assert repr(timer).startswith("<MyTimer cancelled when=")
+
+
 # -- bad callbacks ---------------------------------------------------------------------
 
 
