@@ -45,8 +45,22 @@ impl FreeList {
     }
 }
 
-/// Make `T`'s objects come from and go to its free list.
+/// `Recycled` for each class named, each with a free list of its own.
+macro_rules! recycled {
+    ($($class:ty),+) => {$(
+        impl $crate::freelist::Recycled for $class {
+            fn free_list() -> &'static $crate::freelist::FreeList {
+                static LIST: $crate::freelist::FreeList = $crate::freelist::FreeList::new();
+                &LIST
+            }
+        }
+    )+};
+}
+pub(crate) use recycled;
+
+/// Make `T`'s objects come from and go to its free list (its room reserved here, once).
 pub(crate) fn install<T: Recycled>(py: Python<'_>) {
+    lock(&T::free_list().0).reserve_exact(CAPACITY);
     let ty = T::type_object_raw(py);
     // SAFETY: `ty` is T's type object, a heap type PyO3 made and readied; its slots may be set
     // before any object of it exists (we are in the module's initialisation). PyType_Modified
@@ -100,9 +114,6 @@ unsafe extern "C" fn free<T: Recycled>(obj: *mut c_void) {
     if std::ptr::eq(ty, T::type_object_raw(py)) {
         let mut kept = lock(&T::free_list().0);
         if kept.len() < CAPACITY {
-            if kept.capacity() == 0 {
-                kept.reserve_exact(CAPACITY);
-            }
             kept.push(Kept(obj));
             return;
         }

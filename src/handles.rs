@@ -266,8 +266,10 @@ impl Handle {
             .map(|(c, a)| (c.clone_ref(py), a.clone_ref(py)))
     }
 
-    /// Mark cancelled and drop the callback and arguments (keeping a `repr` in debug mode).
-    fn cancel_impl(&self, py: Python<'_>, repr: impl FnOnce() -> Option<String>) {
+    /// Mark cancelled and drop the callback and arguments; in debug mode keep `repr(obj)`, the
+    /// handle's own (a subclass's `__repr__` included), as asyncio keeps `_repr`.
+    fn cancel_impl(&self, obj: &Bound<'_, PyAny>) {
+        let py = obj.py();
         if self.cancelled.swap(true, Ordering::Relaxed) {
             return;
         }
@@ -280,7 +282,11 @@ impl Handle {
         } else {
             false
         };
-        let kept_repr = if debug { repr() } else { None };
+        let kept_repr = if debug {
+            obj.repr().and_then(|r| Ok(r.to_cow()?.into_owned())).ok()
+        } else {
+            None
+        };
         let dropped = {
             let mut slot = lock(&self.call);
             slot.repr = kept_repr;
@@ -454,10 +460,8 @@ impl Handle {
         )
     }
 
-    /// asyncio's: in debug mode the `repr` (the object's own, as `repr(self)`) is kept.
     fn cancel(slf: &Bound<'_, Self>) {
-        let repr = || slf.repr().and_then(|r| Ok(r.to_cow()?.into_owned())).ok();
-        slf.get().cancel_impl(slf.py(), repr);
+        slf.get().cancel_impl(slf.as_any());
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
@@ -518,19 +522,7 @@ pub struct TimerHandle {
     pub(crate) scheduled: AtomicBool,
 }
 
-impl crate::freelist::Recycled for Handle {
-    fn free_list() -> &'static crate::freelist::FreeList {
-        static LIST: crate::freelist::FreeList = crate::freelist::FreeList::new();
-        &LIST
-    }
-}
-
-impl crate::freelist::Recycled for TimerHandle {
-    fn free_list() -> &'static crate::freelist::FreeList {
-        static LIST: crate::freelist::FreeList = crate::freelist::FreeList::new();
-        &LIST
-    }
-}
+crate::freelist::recycled!(Handle, TimerHandle);
 
 impl TimerHandle {
     pub(crate) fn new_init(handle: Handle, when: f64) -> PyClassInitializer<TimerHandle> {
@@ -581,8 +573,7 @@ impl TimerHandle {
         if base.is_cancelled() {
             return Ok(());
         }
-        let repr = || slf.repr().and_then(|r| Ok(r.to_cow()?.into_owned())).ok();
-        base.cancel_impl(py, repr);
+        base.cancel_impl(slf.as_any());
         if slf.get().scheduled.load(Ordering::Relaxed) {
             if let Some(core) = base.loop_.core(py) {
                 core.get().timer_handle_cancelled();
