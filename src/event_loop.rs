@@ -30,7 +30,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{release, traverse_owned, untrack, Args, Handle, LoopRef, TimerHandle};
-use crate::sock_ops::{recv_bytes, SockOp, SockWait};
+use crate::sock_ops::{checked_fd, recv_bytes, SockOp, SockWait};
 use crate::transports::stream::StreamCore;
 use crate::transports::table::TransportTable;
 
@@ -76,7 +76,7 @@ fn os_error(err: io::Error) -> PyErr {
 }
 
 /// The size of the buffer a stream transport reads into (asyncio's `max_size`).
-const READ_BUFFER_SIZE: usize = 256 * 1024;
+pub(crate) const READ_BUFFER_SIZE: usize = 256 * 1024;
 
 fn closed_error() -> PyErr {
     PyRuntimeError::new_err("Event loop is closed")
@@ -154,6 +154,8 @@ pub struct LoopCore {
     flush_pending: AtomicBool,
     /// The buffer every stream transport of this loop reads into.
     read_buf: Mutex<Vec<u8>>,
+    /// `sock_recv`'s last large read came through `read_buf` (see `sock_ops::recv_bytes`).
+    pub(crate) recv_large: AtomicBool,
     /// The last `bytes` handed to a `data_received` that nothing kept (see `spare_bytes.rs`).
     pub(crate) spare_bytes: crate::spare_bytes::SpareBytes,
     stopping: AtomicBool,
@@ -221,6 +223,7 @@ impl LoopCore {
             task_factory: Mutex::new(None),
             flush_pending: AtomicBool::new(false),
             read_buf: Mutex::new(Vec::new()),
+            recv_large: AtomicBool::new(false),
             spare_bytes: Default::default(),
             stopping: AtomicBool::new(false),
             park: Mutex::new(None),
@@ -995,20 +998,21 @@ impl LoopCore {
         }
     }
 
-    /// `sock.recv(n)` for `sock_recv`'s first try: an exact-size `bytes`, or None when the
-    /// socket has nothing yet (asyncio's BlockingIOError/InterruptedError, without raising one).
+    /// `sock_recv`'s checks and first try (`sock_ops::checked_fd`, then `sock.recv(n)`): an
+    /// exact-size `bytes`, or None when the socket has nothing yet (asyncio's
+    /// BlockingIOError/InterruptedError, without raising one).
     fn _sock_recv_now<'py>(
         &self,
-        py: Python<'py>,
-        fd: RawFd,
+        sock: &Bound<'py, PyAny>,
         n: isize,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let fd = checked_fd(self, sock)?;
         if n < 0 {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "negative buffersize in recv",
             ));
         }
-        match recv_bytes(py, self, fd, n as usize)? {
+        match recv_bytes(sock.py(), self, fd, n as usize)? {
             Ok(data) => Ok(Some(data)),
             Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
@@ -1017,10 +1021,16 @@ impl LoopCore {
         }
     }
 
-    /// `sock.send(data)` for `sock_sendall`'s first try: the bytes sent, 0 when the socket is
-    /// full (asyncio's BlockingIOError/InterruptedError, without raising one); None when `data`
-    /// is not a contiguous byte buffer, which the socket module's `send` then handles.
-    fn _sock_send_now(&self, fd: RawFd, data: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    /// `sock_sendall`'s checks and first try (`sock_ops::checked_fd`, then `sock.send(data)`):
+    /// the bytes sent, 0 when the socket is full (asyncio's BlockingIOError/InterruptedError,
+    /// without raising one); None when `data` is not a contiguous byte buffer, which the socket
+    /// module's `send` then handles.
+    fn _sock_send_now(
+        &self,
+        sock: &Bound<'_, PyAny>,
+        data: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<usize>> {
+        let fd = checked_fd(self, sock)?;
         let view = match pyo3::buffer::PyBuffer::<u8>::get(data) {
             Ok(v) if v.is_c_contiguous() => v,
             _ => return Ok(None),

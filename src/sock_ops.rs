@@ -12,9 +12,12 @@
 use crate::lock::Mutex;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PySystemExit};
+use pyo3::exceptions::{
+    PyBlockingIOError, PyInterruptedError, PyKeyboardInterrupt, PySystemExit, PyValueError,
+};
 use pyo3::prelude::*;
 
 use crate::lock::lock;
@@ -22,12 +25,18 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::bytes_buf::BytesBuf;
-use crate::event_loop::{os_error_from, LoopCore};
+use crate::event_loop::{os_error_from, LoopCore, READ_BUFFER_SIZE};
 use crate::handles::Handle;
+use crate::transports::stream::cached;
+use pyo3::sync::PyOnceLock;
 
-/// Up to this many bytes, `recv` goes through the loop's shared buffer and the data is copied
-/// into an exact-size `bytes`; above it, into a `bytes` of the size asked for, shrunk to what
-/// came (as the socket module's `recv` does) — a large copy costs more than the resize.
+/// Up to this many bytes asked for, `recv` goes through the loop's shared buffer and the data is
+/// copied into an exact-size `bytes`. Above it (up to the buffer's size) it does too while what
+/// comes stays this small — the common `sock_recv(sock, 65536)` that gets a short message, where
+/// a `bytes` of the size asked for and its shrinking cost more than the copy. Once a read brings
+/// more, the data goes into a `bytes` of the size asked for, shrunk to what came (as the socket
+/// module's `recv` does: a large copy costs more than the resize), until a read brings this
+/// little again. The switch is per loop; either way the same `bytes` results.
 const COPY_LIMIT: usize = 4096;
 
 /// `sock.recv(n)` on a non-blocking descriptor, without raising: the outer error is Python's
@@ -38,16 +47,20 @@ pub(crate) fn recv_bytes<'py>(
     fd: RawFd,
     n: usize,
 ) -> PyResult<io::Result<Bound<'py, PyBytes>>> {
-    if n <= COPY_LIMIT {
+    let large = n > COPY_LIMIT;
+    if !large || (n <= READ_BUFFER_SIZE && !core.recv_large.load(Ordering::Relaxed)) {
         let mut shared = core.read_buffer();
         let buf = &mut shared[..n];
         // SAFETY: recv writes at most buf.len() bytes into `buf` (none when it is empty).
         let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        return Ok(if got < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(PyBytes::new(py, &buf[..got as usize]))
-        });
+        if got < 0 {
+            return Ok(Err(io::Error::last_os_error()));
+        }
+        let got = got as usize;
+        if large && got > COPY_LIMIT {
+            core.recv_large.store(true, Ordering::Relaxed);
+        }
+        return Ok(Ok(PyBytes::new(py, &buf[..got])));
     }
     let mut buf = BytesBuf::new(py, n)?;
     let spare = buf.spare(0);
@@ -56,7 +69,31 @@ pub(crate) fn recv_bytes<'py>(
     if got < 0 {
         return Ok(Err(io::Error::last_os_error()));
     }
-    Ok(Ok(buf.finish(py, got as usize)?))
+    let got = got as usize;
+    if got <= COPY_LIMIT {
+        core.recv_large.store(false, Ordering::Relaxed);
+    }
+    Ok(Ok(buf.finish(py, got)?))
+}
+
+/// asyncio's checks at the top of each `sock_*` coroutine, then the socket's descriptor:
+/// `base_events._check_ssl_socket(sock)` (TypeError for an `ssl.SSLSocket`; not called for a
+/// plain `socket.socket`, which cannot be one), in debug mode that the socket is non-blocking
+/// (ValueError), and `sock.fileno()`.
+pub(crate) fn checked_fd(core: &LoopCore, sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+    let py = sock.py();
+    static SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    if !sock.get_type().is(cached(py, &SOCKET, "socket", "socket")?) {
+        static CHECK_SSL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        cached(py, &CHECK_SSL, "asyncio.base_events", "_check_ssl_socket")?.call1((sock,))?;
+    }
+    if core.is_debug() {
+        let timeout = sock.call_method0(intern!(py, "gettimeout"))?;
+        if timeout.ne(0)? {
+            return Err(PyValueError::new_err("the socket must be non-blocking"));
+        }
+    }
+    sock.call_method0(intern!(py, "fileno"))?.extract()
 }
 
 /// What a `SockWait` waits to do.

@@ -223,6 +223,101 @@ def test_sock_sendall_and_sock_recv_forms(loop):
     loop.run_until_complete(main())
 
 
+def _sock_call(method, make_sock, *args, debug=False):
+    """A call for assert_raises_like_asyncio: loop.<method>(sock, *args) on make_sock()."""
+
+    def call(lp):
+        sock = make_sock()
+        lp.set_debug(debug)
+        try:
+            lp.run_until_complete(asyncio.wait_for(getattr(lp, method)(sock, *args), 5))
+        finally:
+            lp.set_debug(False)
+            sock.close()
+
+    return call
+
+
+_peers = []  # the other ends of the sockets made below, open until the test session ends
+
+
+class _SocketSubclass(socket.socket):
+    pass
+
+
+def _subclassed():
+    a, b = socket.socketpair()
+    b.sendall(b"from a subclass")
+    _peers.append(b)
+    sub = _SocketSubclass(a.family, a.type, fileno=a.detach())
+    sub.setblocking(False)
+    return sub
+
+
+def _tls_socket():
+    import ssl
+
+    return ssl.create_default_context().wrap_socket(
+        socket.socket(), server_hostname="localhost", do_handshake_on_connect=False
+    )
+
+
+def _closed_socket():
+    sock = socket.socket()
+    sock.close()
+    return sock
+
+
+def _blocking():
+    a, b = socket.socketpair()
+    b.sendall(b"for a blocking socket")
+    _peers.append(b)
+    return a
+
+
+@pytest.mark.parametrize("method, args", [("sock_recv", (100,)), ("sock_sendall", (b"x",))])
+def test_sock_recv_and_sendall_check_like_asyncio(assert_raises_like_asyncio, method, args):
+    """asyncio's checks before the first try (done natively by oxloop): an SSLSocket is a
+    TypeError, a blocking socket in debug mode a ValueError, a closed one an OSError; a subclass
+    of socket.socket is served."""
+    check = assert_raises_like_asyncio
+    assert isinstance(check(_sock_call(method, _tls_socket, *args), same_text=True), TypeError)
+    blocked = check(_sock_call(method, _blocking, *args, debug=True), same_text=True)
+    assert isinstance(blocked, ValueError)
+    assert check(_sock_call(method, _blocking, *args)) is None  # not checked without debug
+    assert isinstance(check(_sock_call(method, _closed_socket, *args)), OSError)
+    assert check(_sock_call(method, _subclassed, *args)) is None
+    assert isinstance(check(_sock_call(method, object, *args)), AttributeError)
+
+
+def test_sock_recv_sizes_alternating(loop):
+    """sock_recv(sock, n) with n above 4 KiB, and messages that alternate between short and
+    long (oxloop switches between copying from its read buffer and reading into a bytes of size
+    n): every read gets exactly what came, in order."""
+
+    async def main():
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        try:
+            sizes = [10, 5000, 100_000, 7, 3, 200_000, 4096, 4097, 1, 64 * 1024]
+            for n in (65536, 256 * 1024, 300 * 1024):
+                for size in sizes:
+                    message = os.urandom(size)
+                    await loop.sock_sendall(a, message)
+                    got = bytearray()
+                    while len(got) < size:
+                        data = await loop.sock_recv(b, n)
+                        assert type(data) is bytes and 0 < len(data) <= n
+                        got += data
+                    assert got == message
+        finally:
+            a.close()
+            b.close()
+
+    loop.run_until_complete(main())
+
+
 def _connect_with(address_of, family=socket.AF_INET):
     """A call for assert_raises_like_asyncio: sock_connect a fresh socket to address_of()."""
 

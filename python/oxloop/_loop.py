@@ -367,12 +367,9 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         return StreamCore._create(_SocketTransport, self, sock, protocol, waiter, extra, server)
 
     async def sock_recv(self, sock, n):
-        """Receive up to n bytes from the non-blocking socket sock (asyncio's checks; the wait
+        """Receive up to n bytes from the non-blocking socket sock (asyncio's checks, the wait
         and the read are native)."""
-        base_events._check_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
-        data = self._sock_recv_now(sock.fileno(), n)  # None: nothing yet (no exception made)
+        data = self._sock_recv_now(sock, n)  # None: nothing yet (no exception made)
         if data is not None:
             return data
         fut = self.create_future()
@@ -431,12 +428,10 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         return conn, address
 
     async def sock_sendall(self, sock, data):
-        """Send all of data to the connected non-blocking socket sock (asyncio's code; the
-        first send, and for a contiguous byte buffer the wait for the rest, are native)."""
-        base_events._check_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
-        n = self._sock_send_now(sock.fileno(), data)
+        """Send all of data to the connected non-blocking socket sock (asyncio's code; its
+        checks, the first send, and for a contiguous byte buffer the wait for the rest, are
+        native)."""
+        n = self._sock_send_now(sock, data)
         if n is not None:
             if n == len(data):
                 return

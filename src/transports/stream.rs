@@ -129,7 +129,7 @@ pub struct StreamCore {
 }
 
 /// A cached attribute of an imported module.
-fn cached<'py>(
+pub(crate) fn cached<'py>(
     py: Python<'py>,
     cell: &'static PyOnceLock<Py<PyAny>>,
     module: &str,
