@@ -27,7 +27,7 @@ use pyo3::{intern, PyTraverseError, PyVisit};
 use crate::bytes_buf::BytesBuf;
 use crate::event_loop::{os_error_from, LoopCore, READ_BUFFER_SIZE};
 use crate::handles::Handle;
-use crate::transports::stream::cached;
+use crate::transports::stream::{cached, socket_class};
 use pyo3::sync::PyOnceLock;
 
 /// Up to this many bytes asked for, `recv` goes through the loop's shared buffer and the data is
@@ -82,8 +82,7 @@ pub(crate) fn recv_bytes<'py>(
 /// (ValueError), and `sock.fileno()`.
 pub(crate) fn checked_fd(core: &LoopCore, sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
     let py = sock.py();
-    static SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    if !sock.get_type().is(cached(py, &SOCKET, "socket", "socket")?) {
+    if !sock.get_type().is(socket_class(py)?) {
         static CHECK_SSL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         cached(py, &CHECK_SSL, "asyncio.base_events", "_check_ssl_socket")?.call1((sock,))?;
     }

@@ -142,6 +142,12 @@ pub(crate) fn cached<'py>(
         .bind(py))
 }
 
+/// `socket.socket`.
+pub(crate) fn socket_class(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
+    static SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    cached(py, &SOCKET, "socket", "socket")
+}
+
 fn asyncio_logger(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {
     static LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     cached(py, &LOGGER, "asyncio.log", "logger")
@@ -443,8 +449,7 @@ impl StreamCore {
             }
             st.owns_fd
         };
-        static SOCKET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-        let cls = cached(py, &SOCKET, "socket", "socket")?;
+        let cls = socket_class(py)?;
         let kind = libc::SOCK_STREAM | libc::SOCK_NONBLOCK;
         let sock = if owned {
             // As `listener.accept()` then `setblocking(False)` make it.
