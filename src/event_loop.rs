@@ -30,7 +30,7 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{release, traverse_owned, untrack, Args, Handle, LoopRef, TimerHandle};
-use crate::sock_ops::{checked_fd, recv_bytes, SockOp, SockWait};
+use crate::sock_ops::{check_sock, native_method, not_yet, recv_bytes, SockOp, SockWait};
 use crate::transports::stream::StreamCore;
 use crate::transports::table::TransportTable;
 
@@ -998,22 +998,32 @@ impl LoopCore {
         }
     }
 
-    /// `sock_recv`'s checks and first try (`sock_ops::checked_fd`, then `sock.recv(n)`): an
-    /// exact-size `bytes`, or None when the socket has nothing yet (asyncio's
-    /// BlockingIOError/InterruptedError, without raising one).
+    /// `sock_recv`'s checks and first try (`sock_ops::check_sock`, then `sock.recv(n)`, as a
+    /// system call for the socket module's own method): what came, or None when the socket has
+    /// nothing yet (asyncio's BlockingIOError/InterruptedError, raised only by a Python-level
+    /// `recv`).
     fn _sock_recv_now<'py>(
         &self,
         sock: &Bound<'py, PyAny>,
         n: isize,
-    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let fd = checked_fd(self, sock)?;
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = sock.py();
+        check_sock(self, sock)?;
+        if !native_method(sock, intern!(py, "recv"))? {
+            return match sock.call_method1(intern!(py, "recv"), (n,)) {
+                Ok(data) => Ok(Some(data)),
+                Err(e) if not_yet(py, &e) => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         if n < 0 {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "negative buffersize in recv",
             ));
         }
-        match recv_bytes(sock.py(), self, fd, n as usize)? {
-            Ok(data) => Ok(Some(data)),
+        match recv_bytes(py, self, fd, n as usize)? {
+            Ok(data) => Ok(Some(data.into_any())),
             Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
                 _ => Err(os_error_from(&e)),
@@ -1021,16 +1031,21 @@ impl LoopCore {
         }
     }
 
-    /// `sock_sendall`'s checks and first try (`sock_ops::checked_fd`, then `sock.send(data)`):
+    /// `sock_sendall`'s checks and first try (`sock_ops::check_sock`, then `sock.send(data)`):
     /// the bytes sent, 0 when the socket is full (asyncio's BlockingIOError/InterruptedError,
-    /// without raising one); None when `data` is not a contiguous byte buffer, which the socket
-    /// module's `send` then handles.
+    /// without raising one); None when `data` is not a contiguous byte buffer or the socket's
+    /// `send` is its own (see `sock_ops::native_method`): the Python-level `send` then does it.
     fn _sock_send_now(
         &self,
         sock: &Bound<'_, PyAny>,
         data: &Bound<'_, PyAny>,
     ) -> PyResult<Option<usize>> {
-        let fd = checked_fd(self, sock)?;
+        let py = sock.py();
+        check_sock(self, sock)?;
+        if !native_method(sock, intern!(py, "send"))? {
+            return Ok(None);
+        }
+        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
         let view = match pyo3::buffer::PyBuffer::<u8>::get(data) {
             Ok(v) if v.is_c_contiguous() => v,
             _ => return Ok(None),
@@ -1075,7 +1090,12 @@ impl LoopCore {
         fut: Bound<'_, PyAny>,
         nbytes: usize,
     ) -> PyResult<()> {
-        Self::sock_wait(slf, sock, fd, fut, SockOp::Recv(nbytes))
+        let op = if native_method(&sock, intern!(slf.py(), "recv"))? {
+            SockOp::Recv(nbytes)
+        } else {
+            SockOp::RecvCall(nbytes)
+        };
+        Self::sock_wait(slf, sock, fd, fut, op)
     }
 
     /// `sock_recv_into`'s wait: `sock.recv_into(buf)` into `fut` once `fd` is readable.

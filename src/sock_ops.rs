@@ -8,6 +8,10 @@
 //! descriptor's reader (writer) and as the future's done-callback. As in asyncio, it is removed
 //! when the future is done (result, exception or cancellation), unless another callback has
 //! replaced it meanwhile.
+//!
+//! The system calls stand for the socket module's own `recv` and `send`, which asyncio calls: a
+//! socket whose method is its own (a subclass that overrides it, a stand-in object) has that
+//! method called instead (`native_method`).
 
 use crate::lock::Mutex;
 use std::io;
@@ -21,7 +25,7 @@ use pyo3::exceptions::{
 use pyo3::prelude::*;
 
 use crate::lock::lock;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 use pyo3::{intern, PyTraverseError, PyVisit};
 
 use crate::bytes_buf::BytesBuf;
@@ -76,11 +80,10 @@ pub(crate) fn recv_bytes<'py>(
     Ok(Ok(buf.finish(py, got)?))
 }
 
-/// asyncio's checks at the top of each `sock_*` coroutine, then the socket's descriptor:
-/// `base_events._check_ssl_socket(sock)` (TypeError for an `ssl.SSLSocket`; not called for a
-/// plain `socket.socket`, which cannot be one), in debug mode that the socket is non-blocking
-/// (ValueError), and `sock.fileno()`.
-pub(crate) fn checked_fd(core: &LoopCore, sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
+/// asyncio's checks at the top of each `sock_*` coroutine: `base_events._check_ssl_socket(sock)`
+/// (TypeError for an `ssl.SSLSocket`; not called for a plain `socket.socket`, which cannot be
+/// one), and in debug mode that the socket is non-blocking (ValueError).
+pub(crate) fn check_sock(core: &LoopCore, sock: &Bound<'_, PyAny>) -> PyResult<()> {
     let py = sock.py();
     if !sock.get_type().is(socket_class(py)?) {
         static CHECK_SSL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -92,13 +95,35 @@ pub(crate) fn checked_fd(core: &LoopCore, sock: &Bound<'_, PyAny>) -> PyResult<R
             return Err(PyValueError::new_err("the socket must be non-blocking"));
         }
     }
-    sock.call_method0(intern!(py, "fileno"))?.extract()
+    Ok(())
+}
+
+/// Whether `sock.<name>` is the socket module's own method, which a system call on the
+/// descriptor stands for. asyncio calls the method: a subclass that overrides it (or an
+/// instance that shadows it), and anything that is not a `socket.socket`, keep that call.
+pub(crate) fn native_method(sock: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<bool> {
+    let py = sock.py();
+    let socket = socket_class(py)?;
+    let ty = sock.get_type();
+    if ty.is(socket) {
+        return Ok(true); // its instances have no `__dict__` (socket.socket has `__slots__`)
+    }
+    if !ty.is_subclass(socket)? || !ty.getattr(name)?.is(&socket.getattr(name)?) {
+        return Ok(false);
+    }
+    match sock.getattr_opt(intern!(py, "__dict__"))? {
+        Some(dict) => Ok(!dict.contains(name)?),
+        None => Ok(true),
+    }
 }
 
 /// What a `SockWait` waits to do.
 pub(crate) enum SockOp {
     /// `sock_recv(sock, nbytes)`: read once readable.
     Recv(usize),
+    /// `sock_recv(sock, nbytes)` for a socket whose `recv` is its own (see `native_method`):
+    /// `sock.recv(nbytes)` once readable.
+    RecvCall(usize),
     /// `sock_recv_into(sock, buf)`: `sock.recv_into(buf)` once readable.
     RecvInto(Py<PyAny>),
     /// `sock_accept(sock)`: `sock.accept()` once readable.
@@ -169,6 +194,13 @@ impl SockWait {
                     fut.call_method1(intern!(py, "set_exception"), (os_error_from(&e).value(py),))?;
                 }
             },
+            SockOp::RecvCall(nbytes) => {
+                let got = self
+                    .sock
+                    .bind(py)
+                    .call_method1(intern!(py, "recv"), (*nbytes,));
+                settle(py, fut, got)?;
+            }
             SockOp::RecvInto(buf) => {
                 let got = self
                     .sock
@@ -250,12 +282,7 @@ impl SockWait {
 fn settle(py: Python<'_>, fut: &Bound<'_, PyAny>, got: PyResult<Bound<'_, PyAny>>) -> PyResult<()> {
     match got {
         Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,)).map(drop),
-        Err(e)
-            if e.is_instance_of::<PyBlockingIOError>(py)
-                || e.is_instance_of::<PyInterruptedError>(py) =>
-        {
-            Ok(())
-        }
+        Err(e) if not_yet(py, &e) => Ok(()),
         Err(e)
             if e.is_instance_of::<PySystemExit>(py)
                 || e.is_instance_of::<PyKeyboardInterrupt>(py) =>
@@ -266,6 +293,11 @@ fn settle(py: Python<'_>, fut: &Bound<'_, PyAny>, got: PyResult<Bound<'_, PyAny>
             .call_method1(intern!(py, "set_exception"), (e.value(py),))
             .map(drop),
     }
+}
+
+/// A Python-level socket call's "not yet": BlockingIOError or InterruptedError.
+pub(crate) fn not_yet(py: Python<'_>, e: &PyErr) -> bool {
+    e.is_instance_of::<PyBlockingIOError>(py) || e.is_instance_of::<PyInterruptedError>(py)
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -313,7 +345,7 @@ impl SockWait {
         visit.call(&self.loop_)?;
         match &self.op {
             SockOp::Connect(obj) | SockOp::RecvInto(obj) => visit.call(obj)?,
-            SockOp::Recv(_) | SockOp::Accept | SockOp::SendAll { .. } => {}
+            SockOp::Recv(_) | SockOp::RecvCall(_) | SockOp::Accept | SockOp::SendAll { .. } => {}
         }
         if let Some(h) = self.handle.try_lock() {
             visit.call(&*h)?;

@@ -290,6 +290,60 @@ def test_sock_recv_and_sendall_check_like_asyncio(assert_raises_like_asyncio, me
     assert isinstance(check(_sock_call(method, object, *args)), AttributeError)
 
 
+class _CountingSocket(socket.socket):
+    """A socket.socket whose recv and send are its own: asyncio calls them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []
+
+    def recv(self, n):
+        self.calls.append(("recv", n))
+        return super().recv(n).upper()
+
+    def send(self, data):
+        self.calls.append(("send", len(data)))
+        return super().send(bytes(data[:3]))
+
+
+def test_sock_recv_and_sendall_call_overridden_methods(loop):
+    """A socket subclass with its own recv and send (and an instance that shadows recv) has
+    them called by sock_recv and sock_sendall, at once and after waiting, as asyncio does."""
+
+    async def main():
+        a, b = socket.socketpair()
+        sub = _CountingSocket(a.family, a.type, fileno=a.detach())
+        for s in (sub, b):
+            s.setblocking(False)
+        try:
+            b.send(b"ready")
+            assert await loop.sock_recv(sub, 100) == b"READY"  # at once
+            later = asyncio.ensure_future(loop.sock_recv(sub, 100))
+            await asyncio.sleep(0.01)
+            b.send(b"later")
+            assert await asyncio.wait_for(later, 5) == b"LATER"  # after waiting
+            await loop.sock_sendall(sub, b"0123456789")  # three bytes a send
+            got = b""
+            while len(got) < 10:
+                got += await asyncio.wait_for(loop.sock_recv(b, 100), 5)
+            assert got == b"0123456789"
+            # recv: the data there; nothing yet (BlockingIOError), then once readable. send:
+            # what is left each time.
+            assert sub.calls == [("recv", 100)] * 3 + [("send", n) for n in (10, 7, 4, 1)]
+            plain = socket.socket(b.family, b.type, fileno=sub.detach())
+            plain.setblocking(False)
+            shadowed = _SocketSubclass(plain.family, plain.type, fileno=plain.detach())
+            shadowed.setblocking(False)
+            shadowed.recv = lambda n: b"shadow"
+            assert await loop.sock_recv(shadowed, 100) == b"shadow"
+            shadowed.close()
+        finally:
+            sub.close()
+            b.close()
+
+    loop.run_until_complete(main())
+
+
 def test_sock_recv_sizes_alternating(loop):
     """sock_recv(sock, n) with n above 4 KiB, and messages that alternate between short and
     long (oxloop switches between copying from its read buffer and reading into a bytes of size

@@ -438,7 +438,8 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             fut = self.create_future()
             self._sock_sendall_wait(sock, sock.fileno(), fut, data, n)
             return await fut
-        # Not a contiguous byte buffer: the socket module's send, and asyncio's wait.
+        # Not a contiguous byte buffer, or a socket with a send of its own: its send, and
+        # asyncio's wait.
         try:
             n = sock.send(data)
         except (BlockingIOError, InterruptedError):
