@@ -633,11 +633,19 @@ impl LoopCore {
         buf
     }
 
+    /// Send what the transports queued (see `schedule_flush`). Inlined: this runs after every
+    /// callback, and most queue nothing; a plain load tells.
+    #[inline]
     pub(crate) fn flush_transports(&self, py: Python<'_>) -> PyResult<()> {
-        // A plain load first: this runs after every callback, and most queue nothing.
-        if !self.flush_pending.load(Ordering::Relaxed)
-            || !self.flush_pending.swap(false, Ordering::Relaxed)
-        {
+        if !self.flush_pending.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.flush_queued(py)
+    }
+
+    #[inline(never)]
+    fn flush_queued(&self, py: Python<'_>) -> PyResult<()> {
+        if !self.flush_pending.swap(false, Ordering::Relaxed) {
             return Ok(());
         }
         loop {

@@ -113,7 +113,8 @@ impl LoopCore {
             return Ok(());
         }
         let mut signals: Vec<u8> = Vec::new();
-        let mut st = lock(&self.state);
+        let mut guard = lock(&self.state);
+        let st = &mut *guard; // its fields borrowed apart: a slot's handles queued unclaimed
         for ev in io.events.iter() {
             if ev.fd == self.waker_fd {
                 // Drain first, then clear: a wake-up written in between stays readable.
@@ -130,28 +131,18 @@ impl LoopCore {
             let Some(slot) = st.fds.get(&ev.fd) else {
                 continue;
             };
-            let reader = if ev.readable {
-                slot.reader.as_ref().map(|h| {
-                    if ev.hangup {
-                        // A draining reader reads on to the end of the stream (see
-                        // `oxloop_core::registry`).
-                        if let Some(core) = &h.get().stream_reader {
-                            core.get().hung_up();
-                        }
-                    }
-                    h.clone_ref(py)
-                })
-            } else {
-                None
-            };
-            let writer = if ev.writable {
-                slot.writer.as_ref().map(|h| h.clone_ref(py))
-            } else {
-                None
-            };
+            let reader = slot.reader.as_ref().filter(|_| ev.readable);
+            let writer = slot.writer.as_ref().filter(|_| ev.writable);
+            if ev.hangup {
+                // A draining reader reads on to the end of the stream (see
+                // `oxloop_core::registry`).
+                if let Some(core) = reader.and_then(|h| h.get().stream_reader.as_ref()) {
+                    core.get().hung_up();
+                }
+            }
             for h in [reader, writer].into_iter().flatten() {
                 if !h.get().is_cancelled() {
-                    st.ready.push_back(h);
+                    st.ready.push_back(h.clone_ref(py));
                 }
             }
         }
