@@ -30,7 +30,9 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{release, traverse_owned, untrack, Args, Handle, LoopRef, TimerHandle};
-use crate::sock_ops::{check_sock, native_method, not_yet, recv_bytes, SockOp, SockWait};
+use crate::sock_ops::{
+    check_sock, native_method, not_yet, recv_bytes, recv_into_once, SockOp, SockWait,
+};
 use crate::transports::stream::StreamCore;
 use crate::transports::table::TransportTable;
 
@@ -1039,6 +1041,25 @@ impl LoopCore {
         }
     }
 
+    /// `sock_recv_into`'s checks and first try (`sock_ops::check_sock`, then
+    /// `sock.recv_into(buf)`, see `sock_ops::recv_into_once`): the byte count, or None when the
+    /// socket has nothing yet.
+    fn _sock_recv_into_now<'py>(
+        &self,
+        sock: &Bound<'py, PyAny>,
+        buf: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = sock.py();
+        check_sock(self, sock)?;
+        let native = native_method(sock, intern!(py, "recv_into"))?;
+        let fd = if native {
+            sock.call_method0(intern!(py, "fileno"))?.extract()?
+        } else {
+            -1 // not used: the method is called
+        };
+        recv_into_once(sock, fd, buf, native)
+    }
+
     /// `sock_sendall`'s checks and first try (`sock_ops::check_sock`, then `sock.send(data)`):
     /// the bytes sent, 0 when the socket is full (asyncio's BlockingIOError/InterruptedError,
     /// without raising one); None when `data` is not a contiguous byte buffer or the socket's
@@ -1114,7 +1135,9 @@ impl LoopCore {
         fut: Bound<'_, PyAny>,
         buf: Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        Self::sock_wait(slf, sock, fd, fut, SockOp::RecvInto(buf.unbind()))
+        let native = native_method(&sock, intern!(slf.py(), "recv_into"))?;
+        let buf = buf.unbind();
+        Self::sock_wait(slf, sock, fd, fut, SockOp::RecvInto { buf, native })
     }
 
     /// `sock_accept`'s wait: `sock.accept()` (the connection made non-blocking) into `fut`

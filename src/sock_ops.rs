@@ -1,17 +1,19 @@
-//! The native halves of `loop.sock_recv` and `loop.sock_connect`: wait until the socket is ready,
-//! `recv` (or read the connection's outcome), resolve the future — asyncio's `_sock_recv` /
-//! `_sock_connect_cb` and `_sock_read_done` / `_sock_write_done` without a Python frame per step.
+//! The native halves of `loop.sock_recv`, `sock_recv_into`, `sock_sendall`, `sock_accept` and
+//! `sock_connect`: wait until the socket is ready, `recv` (or send, or read the connection's
+//! outcome), resolve the future — asyncio's `_sock_recv` / `_sock_connect_cb` and
+//! `_sock_read_done` / `_sock_write_done` without a Python frame per step.
 //!
-//! `Loop.sock_recv` and `Loop.sock_connect` (Python, so they stay coroutine functions with
-//! asyncio's checks) try the operation first and, if it would block, call
-//! `LoopCore._sock_recv_wait` / `_sock_connect_wait`, which register a `SockWait` as the
+//! The `Loop.sock_*` methods (Python, so they stay coroutine functions) try the operation first
+//! (for `sock_recv`, `sock_recv_into` and `sock_sendall` natively, asyncio's checks included:
+//! `check_sock`; a socket not ready gives None, no exception) and, if it would block, call
+//! `LoopCore._sock_recv_wait` (`_sock_connect_wait`, ...), which register a `SockWait` as the
 //! descriptor's reader (writer) and as the future's done-callback. As in asyncio, it is removed
 //! when the future is done (result, exception or cancellation), unless another callback has
 //! replaced it meanwhile.
 //!
-//! The system calls stand for the socket module's own `recv` and `send`, which asyncio calls: a
-//! socket whose method is its own (a subclass that overrides it, a stand-in object) has that
-//! method called instead (`native_method`).
+//! The system calls stand for the socket module's own `recv`, `recv_into` and `send`, which
+//! asyncio calls: a socket whose method is its own (a subclass that overrides it, a stand-in
+//! object) has that method called instead (`native_method`).
 
 use crate::lock::Mutex;
 use std::io;
@@ -117,6 +119,43 @@ pub(crate) fn native_method(sock: &Bound<'_, PyAny>, name: &Bound<'_, PyString>)
     }
 }
 
+/// `sock.recv_into(buf)` once, on the descriptor `fd` of `sock`: the byte count, or None when
+/// nothing came yet (BlockingIOError/InterruptedError, raised only by a Python-level call).
+/// `native`: `sock.recv_into` is the socket module's (see `native_method`); then a writable,
+/// contiguous byte buffer is received into with the system call, and anything else (an
+/// `array` of ints, a read-only buffer) is left to the method, which takes it or raises.
+pub(crate) fn recv_into_once<'py>(
+    sock: &Bound<'py, PyAny>,
+    fd: RawFd,
+    buf: &Bound<'py, PyAny>,
+    native: bool,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let py = sock.py();
+    let view = PyBuffer::<u8>::get(buf)
+        .ok()
+        .filter(|v| native && !v.readonly() && v.is_c_contiguous());
+    let Some(view) = view else {
+        return match sock.call_method1(intern!(py, "recv_into"), (buf,)) {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if not_yet(py, &e) => Ok(None),
+            Err(e) => Err(e),
+        };
+    };
+    // SAFETY: a writable contiguous buffer of `len_bytes()` bytes, exported (so neither moved
+    // nor resized) while `view` lives; recv writes at most that many bytes at its start.
+    let n = unsafe { libc::recv(fd, view.buf_ptr(), view.len_bytes(), 0) };
+    let err = io::Error::last_os_error();
+    drop(view);
+    if n >= 0 {
+        return Ok(Some((n as usize).into_pyobject(py)?.into_any()));
+    }
+    if would_block(&err) {
+        Ok(None)
+    } else {
+        Err(os_error_from(&err))
+    }
+}
+
 /// What a `SockWait` waits to do.
 pub(crate) enum SockOp {
     /// `sock_recv(sock, nbytes)`: read once readable.
@@ -125,7 +164,8 @@ pub(crate) enum SockOp {
     /// `sock.recv(nbytes)` once readable.
     RecvCall(usize),
     /// `sock_recv_into(sock, buf)`: `sock.recv_into(buf)` once readable.
-    RecvInto(Py<PyAny>),
+    /// `native`: its `recv_into` is the socket module's (see `recv_into_once`).
+    RecvInto { buf: Py<PyAny>, native: bool },
     /// `sock_accept(sock)`: `sock.accept()` once readable.
     Accept,
     /// `sock_sendall(sock, data)`: send the rest of `data` (a contiguous byte buffer) from
@@ -201,12 +241,15 @@ impl SockWait {
                     .call_method1(intern!(py, "recv"), (*nbytes,));
                 settle(py, fut, got)?;
             }
-            SockOp::RecvInto(buf) => {
-                let got = self
-                    .sock
-                    .bind(py)
-                    .call_method1(intern!(py, "recv_into"), (buf,));
-                settle(py, fut, got)?;
+            SockOp::RecvInto { buf, native } => {
+                let sock = self.sock.bind(py);
+                match recv_into_once(sock, self.fd, buf.bind(py), *native) {
+                    Ok(Some(n)) => {
+                        fut.call_method1(intern!(py, "set_result"), (n,))?;
+                    }
+                    Ok(None) => {}
+                    Err(e) => settle(py, fut, Err(e))?,
+                }
             }
             SockOp::Accept => {
                 let sock = self.sock.bind(py);
@@ -344,7 +387,7 @@ impl SockWait {
         visit.call(&self.fut)?;
         visit.call(&self.loop_)?;
         match &self.op {
-            SockOp::Connect(obj) | SockOp::RecvInto(obj) => visit.call(obj)?,
+            SockOp::Connect(obj) | SockOp::RecvInto { buf: obj, .. } => visit.call(obj)?,
             SockOp::Recv(_) | SockOp::RecvCall(_) | SockOp::Accept | SockOp::SendAll { .. } => {}
         }
         if let Some(h) = self.handle.try_lock() {

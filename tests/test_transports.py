@@ -344,6 +344,84 @@ def test_sock_recv_and_sendall_call_overridden_methods(loop):
     loop.run_until_complete(main())
 
 
+def test_sock_recv_into_buffers(loop, assert_raises_like_asyncio):
+    """sock_recv_into into a bytearray, a memoryview slice, an array of ints, and after
+    waiting; a read-only buffer raises as the socket module's recv_into does; a subclass's
+    own recv_into is called."""
+    import array
+
+    async def main():
+        a, b = socket.socketpair()
+        for s in (a, b):
+            s.setblocking(False)
+        try:
+            buf = bytearray(8)
+            a.send(b"abc")
+            assert await loop.sock_recv_into(b, buf) == 3
+            assert buf == b"abc\0\0\0\0\0"
+            a.send(b"0123456789")
+            assert await loop.sock_recv_into(b, memoryview(buf)[4:]) == 4
+            assert buf == b"abc\x000123"
+            ints = array.array("i", [0, 0])
+            await loop.sock_recv_into(b, ints)  # the rest: "456789" into 8 bytes
+            assert ints.tobytes() == b"456789\0\0"
+            later = asyncio.ensure_future(loop.sock_recv_into(b, buf))
+            await asyncio.sleep(0.01)
+            assert not later.done()
+            buf.extend(b"!")  # not exported while waiting: it may change size meanwhile
+            a.send(b"later")
+            assert await asyncio.wait_for(later, 5) == 5
+            assert buf == b"later123!"
+            a.close()
+            assert await loop.sock_recv_into(b, buf) == 0  # end of the stream
+        finally:
+            a.close()
+            b.close()
+
+    loop.run_until_complete(main())
+
+    def read_only(lp):
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        a.send(b"x")
+        try:
+            lp.run_until_complete(lp.sock_recv_into(b, b"immutable"))
+        finally:
+            a.close()
+            b.close()
+
+    assert isinstance(assert_raises_like_asyncio(read_only, same_text=True), TypeError)
+
+
+class _RecvIntoSocket(socket.socket):
+    def recv_into(self, buf, nbytes=0, flags=0):
+        n = super().recv_into(buf, nbytes, flags)
+        buf[:n] = bytes(buf[:n]).upper()
+        return n
+
+
+def test_sock_recv_into_calls_overridden_method(loop):
+    async def main():
+        a, b = socket.socketpair()
+        sub = _RecvIntoSocket(b.family, b.type, fileno=b.detach())
+        for s in (a, sub):
+            s.setblocking(False)
+        try:
+            buf = bytearray(10)
+            a.send(b"now")
+            assert await loop.sock_recv_into(sub, buf) == 3
+            later = asyncio.ensure_future(loop.sock_recv_into(sub, memoryview(buf)[3:]))
+            await asyncio.sleep(0.01)
+            a.send(b"then")
+            assert await asyncio.wait_for(later, 5) == 4
+            assert buf[:7] == b"NOWTHEN"
+        finally:
+            a.close()
+            sub.close()
+
+    loop.run_until_complete(main())
+
+
 def test_sock_recv_sizes_alternating(loop):
     """sock_recv(sock, n) with n above 4 KiB, and messages that alternate between short and
     long (oxloop switches between copying from its read buffer and reading into a bytes of size

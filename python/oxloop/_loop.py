@@ -399,15 +399,11 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
             fut = None  # breaks the cycle through the exception's traceback, as asyncio does
 
     async def sock_recv_into(self, sock, buf):
-        """Receive into buf from the non-blocking socket sock (asyncio's code; the wait is
-        native)."""
-        base_events._check_ssl_socket(sock)
-        if self._debug and sock.gettimeout() != 0:
-            raise ValueError("the socket must be non-blocking")
-        try:
-            return sock.recv_into(buf)
-        except (BlockingIOError, InterruptedError):
-            pass
+        """Receive into buf from the non-blocking socket sock (asyncio's checks, the wait and,
+        for a contiguous byte buffer, the read are native)."""
+        n = self._sock_recv_into_now(sock, buf)  # None: nothing yet (no exception made)
+        if n is not None:
+            return n
         fut = self.create_future()
         self._sock_recv_into_wait(sock, sock.fileno(), fut, buf)
         return await fut
