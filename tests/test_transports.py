@@ -306,15 +306,21 @@ class _CountingSocket(socket.socket):
         return super().send(bytes(data[:3]))
 
 
+def _subclassed_pair(cls):
+    """A connected non-blocking socket pair, the first of class cls (a socket.socket subclass)."""
+    a, b = socket.socketpair()
+    sub = cls(a.family, a.type, fileno=a.detach())
+    for s in (sub, b):
+        s.setblocking(False)
+    return sub, b
+
+
 def test_sock_recv_and_sendall_call_overridden_methods(loop):
     """A socket subclass with its own recv and send (and an instance that shadows recv) has
     them called by sock_recv and sock_sendall, at once and after waiting, as asyncio does."""
 
     async def main():
-        a, b = socket.socketpair()
-        sub = _CountingSocket(a.family, a.type, fileno=a.detach())
-        for s in (sub, b):
-            s.setblocking(False)
+        sub, b = _subclassed_pair(_CountingSocket)
         try:
             b.send(b"ready")
             assert await loop.sock_recv(sub, 100) == b"READY"  # at once
@@ -402,10 +408,7 @@ class _RecvIntoSocket(socket.socket):
 
 def test_sock_recv_into_calls_overridden_method(loop):
     async def main():
-        a, b = socket.socketpair()
-        sub = _RecvIntoSocket(b.family, b.type, fileno=b.detach())
-        for s in (a, sub):
-            s.setblocking(False)
+        sub, a = _subclassed_pair(_RecvIntoSocket)
         try:
             buf = bytearray(10)
             a.send(b"now")
