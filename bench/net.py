@@ -85,9 +85,14 @@ def proc_sched(pid: int) -> tuple[float, float]:
             wait_ns += int(wait)
         return run_ns / 1e9, wait_ns / 1e9
     except (FileNotFoundError, ValueError):
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK, 0.0  # stat's 14 and 15
+        return sum(proc_user_system(pid)), 0.0
+
+
+def proc_user_system(pid: int) -> tuple[float, float]:
+    """A process's user and system CPU seconds so far, from /proc/PID/stat (10 ms ticks)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK  # stat's 14 and 15
 
 
 def proc_rss_kib(pid: int) -> int:

@@ -10,7 +10,8 @@ idle one costs nothing), and then each round drives each of them for one slice f
 order reversed every other round. A slice-by-slice ratio compares two loops measured within
 seconds of each other; the median of those ratios over the rounds, with its quartiles, is what
 this prints, for requests/s and for requests per server CPU-second (the server's schedstat over
-the load generator's measured window). Echo modes use the load generator (8 connections), the
+the load generator's measured window), with that CPU time split into user and system time (in
+the shares /proc/PID/stat's utime and stime, 10 ms ticks, give over the slice). Echo modes use the load generator (8 connections), the
 http modes wrk (2 threads, 50 connections, as net.py).
 """
 
@@ -45,8 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def drive(
     server: net.Server, args: argparse.Namespace, seconds: float
-) -> tuple[float, float]:
-    """One slice: (requests/s, server CPU seconds per request)."""
+) -> tuple[float, float, float]:
+    """One slice: (requests/s, server CPU seconds per request, user share of that CPU)."""
+    user0, system0 = net.proc_user_system(server.pid)
     if args.mode in HTTP_MODES:
         result = net.run_wrk(server, max(1, round(seconds)), 2, 50)
     else:
@@ -57,8 +59,11 @@ def drive(
             *("--duration", str(seconds), "--warmup", "0.1"),
             limit=seconds + 30,
         )
+    user1, system1 = net.proc_user_system(server.pid)
     server.check()
-    return result["per_second"], result["server_cpu"] / result["requests"]
+    ticks = (user1 - user0) + (system1 - system0)
+    user_share = (user1 - user0) / ticks if ticks else float("nan")
+    return result["per_second"], result["server_cpu"] / result["requests"], user_share
 
 
 def quartiles(values: list[float]) -> tuple[float, float, float]:
@@ -82,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode in HTTP_MODES
         else f"{args.mode} {net.size_label(args.size)}"
     )
-    samples: dict[str, list[tuple[float, float]]] = {loop: [] for loop in loops}
+    samples: dict[str, list[tuple[float, float, float]]] = {loop: [] for loop in loops}
     with contextlib.ExitStack() as stack:
         servers = {
             loop: stack.enter_context(net.running(loop, args.mode, lifetime))
@@ -100,15 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         f"to {base}, slice by slice"
     )
     print(
-        f"{'loop':12} {'req/s':>9} {'µs CPU/req':>11}   {'req/s ratio':>22}   {'per-CPU ratio':>22}"
+        f"{'loop':12} {'req/s':>9} {'µs CPU/req':>11} {'user':>6} {'system':>6}   "
+        f"{'req/s ratio':>22}   {'per-CPU ratio':>22}"
     )
     for loop in loops:
         rates = [s[0] for s in samples[loop]]
         cpus = [s[1] for s in samples[loop]]
+        cpu = statistics.median(cpus) * 1e6
+        user = statistics.median(s[2] for s in samples[loop]) * cpu
         rate_q = quartiles([s[0] / b[0] for s, b in zip(samples[loop], samples[base])])
         cpu_q = quartiles([b[1] / s[1] for s, b in zip(samples[loop], samples[base])])
         print(
-            f"{loop:12} {statistics.median(rates):9,.0f} {statistics.median(cpus) * 1e6:11.2f}   "
+            f"{loop:12} {statistics.median(rates):9,.0f} {cpu:11.2f} {user:6.2f} {cpu - user:6.2f}   "
             f"{rate_q[1]:6.3f} ({rate_q[0]:.3f}..{rate_q[2]:.3f})   "
             f"{cpu_q[1]:6.3f} ({cpu_q[0]:.3f}..{cpu_q[2]:.3f})"
         )
