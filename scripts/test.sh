@@ -10,6 +10,17 @@ echo "== build and install"
 "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt
 "$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --force-reinstall --no-deps .
 
+# tests/test_ecosystem.py's asyncpg test starts a PostgreSQL server of its own (it skips without one).
+if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "== PostgreSQL, for the asyncpg test"
+        export DEBIAN_FRONTEND=noninteractive
+        { apt-get install -y -q postgresql >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }; } \
+            || echo "   not installed: the asyncpg test skips"
+    fi
+fi
+
 echo "== cargo test"
 cargo test --quiet -p oxloop-core
 

@@ -1,18 +1,27 @@
-"""The libraries oxloop's users run on it (aiohttp, websockets, uvicorn, httpx), each as a server
-and a client on one loop, over TCP and TLS: every scenario runs on the stock loop and on oxloop
-with the same assertions. What they exercise together: Streams and Protocols, BufferedProtocol
+"""The libraries oxloop's users run on it (aiohttp, websockets, uvicorn, httpx, asyncpg), each as
+a server and a client on one loop (asyncpg against a throwaway PostgreSQL server), over TCP and
+TLS: every scenario runs on the stock loop and on oxloop with the same assertions. What they exercise together: Streams and Protocols, BufferedProtocol
 (websockets' and uvicorn's readers), pause/resume of reading and writing under large bodies,
 half-close, TLS with an upgrade of the same connection, graceful shutdown.
 
-The packages come from tests/requirements.txt (scripts/test.sh installs them); a missing one
-skips its tests.
+The packages come from tests/requirements.txt (scripts/test.sh installs them, and PostgreSQL
+when it is missing); a missing one skips its tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import glob
+import io
+import os
+import pwd
+import shutil
+import signal
 import socket
 import ssl
+import subprocess
+import tempfile
+import time
 
 import pytest
 from tls_certs import make_certs
@@ -166,5 +175,111 @@ def test_uvicorn_with_httpx(loop):
             server.should_exit = True
             await serving
             sock.close()
+
+    _run(loop, main())
+
+
+def _pg_tool(name):
+    """A PostgreSQL server program: on PATH, or where Debian keeps it."""
+    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found if isinstance(found, str) else (found[-1] if found else None)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of its own on 127.0.0.1 (trust authentication, no fsync), for this
+    module; its port. As root it runs as the postgres user (PostgreSQL refuses root)."""
+    initdb, server = _pg_tool("initdb"), _pg_tool("postgres")
+    if not (initdb and server):
+        pytest.skip("PostgreSQL is not installed (initdb, postgres)")
+    base = tempfile.mkdtemp(prefix="oxloop-pg-")
+    run_as = []
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(base)
+            pytest.skip("running as root, and there is no postgres user to run PostgreSQL as")
+        os.chown(base, user.pw_uid, user.pw_gid)
+        run_as = ["runuser", "-u", "postgres", "--"]
+    data = os.path.join(base, "data")
+    port = _free_port()
+    proc = None
+    try:
+        subprocess.run(
+            [*run_as, initdb, "-D", data, "-A", "trust", "-U", "postgres"],
+            check=True,
+            capture_output=True,
+        )
+        options = ["-k", base, "-h", "127.0.0.1", "-p", str(port), "-c", "fsync=off"]
+        proc = subprocess.Popen(
+            [*run_as, server, "-D", data, *options],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the PostgreSQL server did not start") from None
+                time.sleep(0.1)
+        yield port
+    finally:
+        if proc is not None:
+            try:  # a fast shutdown, sent to the server itself (not through runuser)
+                with open(os.path.join(data, "postmaster.pid")) as f:
+                    os.kill(int(f.readline()), signal.SIGINT)
+            except (OSError, ValueError):
+                proc.terminate()
+            proc.wait(30)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_asyncpg(loop, postgres):
+    """asyncpg: a connection and a pool against a PostgreSQL server: prepared statements,
+    executemany, a transaction rolled back, COPY in and out, a 5 MB value, LISTEN/NOTIFY."""
+    asyncpg = pytest.importorskip("asyncpg")
+
+    async def main():
+        dsn = {"host": "127.0.0.1", "port": postgres, "user": "postgres", "database": "postgres"}
+        conn = await asyncpg.connect(**dsn)
+        try:
+            await conn.execute("create temp table t (i int, s text)")
+            rows = [(i, "x" * i) for i in range(2000)]
+            await conn.executemany("insert into t values ($1, $2)", rows)
+            assert [tuple(r) for r in await conn.fetch("select i, s from t order by i")] == rows
+            with pytest.raises(asyncpg.UniqueViolationError):
+                async with conn.transaction():
+                    await conn.execute("create temp table u (k int primary key)")
+                    await conn.execute("insert into u values (1), (1)")
+            assert await conn.fetchval("select to_regclass('pg_temp.u') is null")
+            await conn.copy_records_to_table("t", records=[(-i, "c") for i in range(1, 50_001)])
+            out = io.BytesIO()
+            await conn.copy_from_query("select * from t where i < 0", output=out)
+            assert out.getvalue().count(b"\n") == 50_000
+            assert len(await conn.fetchval("select repeat('y', 5000000)")) == 5_000_000
+            heard = asyncio.get_running_loop().create_future()
+            await conn.add_listener("ch", lambda *args: heard.done() or heard.set_result(args[3]))
+            pool = await asyncpg.create_pool(**dsn, min_size=2, max_size=5)
+            try:
+                doubled = await asyncio.gather(
+                    *(pool.fetchval("select $1::int * 2", i) for i in range(200))
+                )
+                assert doubled == [2 * i for i in range(200)]
+                await pool.execute("select pg_notify('ch', 'hello')")
+            finally:
+                await pool.close()
+            assert await asyncio.wait_for(heard, 10) == "hello"
+        finally:
+            await conn.close()
 
     _run(loop, main())
