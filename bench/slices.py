@@ -11,8 +11,8 @@ order reversed every other round. A slice-by-slice ratio compares two loops meas
 seconds of each other; the median of those ratios over the rounds, with its quartiles, is what
 this prints, for requests/s and for requests per server CPU-second (the server's schedstat over
 the load generator's measured window), with that CPU time split into user and system time (in
-the shares /proc/PID/stat's utime and stime, 10 ms ticks, give over the slice). Echo modes use the load generator (8 connections), the
-http modes wrk (2 threads, 50 connections, as net.py).
+the shares /proc/PID/stat's utime and stime, 10 ms ticks, give over the slice). Echo modes use
+the load generator (8 connections), the http modes wrk (2 threads, 50 connections, as net.py).
 """
 
 from __future__ import annotations
@@ -113,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         cpus = [s[1] for s in samples[loop]]
         cpu = statistics.median(cpus) * 1e6
         user = statistics.median(s[2] for s in samples[loop]) * cpu
+        system = cpu - user
         rate_q = quartiles([s[0] / b[0] for s, b in zip(samples[loop], samples[base])])
         cpu_q = quartiles([b[1] / s[1] for s, b in zip(samples[loop], samples[base])])
         print(
-            f"{loop:12} {statistics.median(rates):9,.0f} {cpu:11.2f} {user:6.2f} {cpu - user:6.2f}   "
+            f"{loop:12} {statistics.median(rates):9,.0f} {cpu:11.2f} {user:6.2f} {system:6.2f}   "
             f"{rate_q[1]:6.3f} ({rate_q[0]:.3f}..{rate_q[2]:.3f})   "
             f"{cpu_q[1]:6.3f} ({cpu_q[0]:.3f}..{cpu_q[2]:.3f})"
         )

@@ -31,7 +31,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use crate::handles::{release, traverse_owned, untrack, Args, Handle, LoopRef, TimerHandle};
 use crate::sock_ops::{
-    check_sock, native_method, not_yet, recv_bytes, recv_into_once, SockOp, SockWait,
+    native_fd, native_method, not_yet, recv_bytes, recv_into_once, SockOp, SockWait,
 };
 use crate::transports::stream::StreamCore;
 use crate::transports::table::TransportTable;
@@ -1008,7 +1008,7 @@ impl LoopCore {
         }
     }
 
-    /// `sock_recv`'s checks and first try (`sock_ops::check_sock`, then `sock.recv(n)`, as a
+    /// `sock_recv`'s checks and first try (`sock_ops::native_fd`, then `sock.recv(n)`, as a
     /// system call for the socket module's own method): what came, or None when the socket has
     /// nothing yet (asyncio's BlockingIOError/InterruptedError, raised only by a Python-level
     /// `recv`).
@@ -1018,15 +1018,13 @@ impl LoopCore {
         n: isize,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = sock.py();
-        check_sock(self, sock)?;
-        if !native_method(sock, intern!(py, "recv"))? {
+        let Some(fd) = native_fd(self, sock, intern!(py, "recv"))? else {
             return match sock.call_method1(intern!(py, "recv"), (n,)) {
                 Ok(data) => Ok(Some(data)),
                 Err(e) if not_yet(py, &e) => Ok(None),
                 Err(e) => Err(e),
             };
-        }
-        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        };
         if n < 0 {
             return Err(pyo3::exceptions::PyValueError::new_err(
                 "negative buffersize in recv",
@@ -1041,7 +1039,7 @@ impl LoopCore {
         }
     }
 
-    /// `sock_recv_into`'s checks and first try (`sock_ops::check_sock`, then
+    /// `sock_recv_into`'s checks and first try (`sock_ops::native_fd`, then
     /// `sock.recv_into(buf)`, see `sock_ops::recv_into_once`): the byte count, or None when the
     /// socket has nothing yet.
     fn _sock_recv_into_now<'py>(
@@ -1049,18 +1047,11 @@ impl LoopCore {
         sock: &Bound<'py, PyAny>,
         buf: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let py = sock.py();
-        check_sock(self, sock)?;
-        let native = native_method(sock, intern!(py, "recv_into"))?;
-        let fd = if native {
-            sock.call_method0(intern!(py, "fileno"))?.extract()?
-        } else {
-            -1 // not used: the method is called
-        };
-        recv_into_once(sock, fd, buf, native)
+        let fd = native_fd(self, sock, intern!(sock.py(), "recv_into"))?;
+        recv_into_once(sock, fd, buf)
     }
 
-    /// `sock_sendall`'s checks and first try (`sock_ops::check_sock`, then `sock.send(data)`):
+    /// `sock_sendall`'s checks and first try (`sock_ops::native_fd`, then `sock.send(data)`):
     /// the bytes sent, 0 when the socket is full (asyncio's BlockingIOError/InterruptedError,
     /// without raising one); None when `data` is not a contiguous byte buffer or the socket's
     /// `send` is its own (see `sock_ops::native_method`): the Python-level `send` then does it.
@@ -1069,12 +1060,9 @@ impl LoopCore {
         sock: &Bound<'_, PyAny>,
         data: &Bound<'_, PyAny>,
     ) -> PyResult<Option<usize>> {
-        let py = sock.py();
-        check_sock(self, sock)?;
-        if !native_method(sock, intern!(py, "send"))? {
+        let Some(fd) = native_fd(self, sock, intern!(sock.py(), "send"))? else {
             return Ok(None);
-        }
-        let fd: RawFd = sock.call_method0(intern!(py, "fileno"))?.extract()?;
+        };
         let view = match pyo3::buffer::PyBuffer::<u8>::get(data) {
             Ok(v) if v.is_c_contiguous() => v,
             _ => return Ok(None),

@@ -5,7 +5,7 @@
 //!
 //! The `Loop.sock_*` methods (Python, so they stay coroutine functions) try the operation first
 //! (for `sock_recv`, `sock_recv_into` and `sock_sendall` natively, asyncio's checks included:
-//! `check_sock`; a socket not ready gives None, no exception) and, if it would block, call
+//! `native_fd`; a socket not ready gives None, no exception) and, if it would block, call
 //! `LoopCore._sock_recv_wait` (`_sock_connect_wait`, ...), which register a `SockWait` as the
 //! descriptor's reader (writer) and as the future's done-callback. As in asyncio, it is removed
 //! when the future is done (result, exception or cancellation), unless another callback has
@@ -82,12 +82,20 @@ pub(crate) fn recv_bytes<'py>(
     Ok(Ok(buf.finish(py, got)?))
 }
 
-/// asyncio's checks at the top of each `sock_*` coroutine: `base_events._check_ssl_socket(sock)`
-/// (TypeError for an `ssl.SSLSocket`; not called for a plain `socket.socket`, which cannot be
-/// one), and in debug mode that the socket is non-blocking (ValueError).
-pub(crate) fn check_sock(core: &LoopCore, sock: &Bound<'_, PyAny>) -> PyResult<()> {
+/// asyncio's checks at the top of each `sock_*` coroutine, then the descriptor when a system
+/// call on it stands for `sock.<name>` (see `native_method`), or None when the method is to be
+/// called. The checks: `base_events._check_ssl_socket(sock)` (TypeError for an `ssl.SSLSocket`;
+/// not called for a plain `socket.socket`, which cannot be one), and in debug mode that the
+/// socket is non-blocking (ValueError).
+pub(crate) fn native_fd(
+    core: &LoopCore,
+    sock: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+) -> PyResult<Option<RawFd>> {
     let py = sock.py();
-    if !sock.get_type().is(socket_class(py)?) {
+    let socket = socket_class(py)?;
+    let exact = sock.get_type().is(socket);
+    if !exact {
         static CHECK_SSL: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
         cached(py, &CHECK_SSL, "asyncio.base_events", "_check_ssl_socket")?.call1((sock,))?;
     }
@@ -97,44 +105,54 @@ pub(crate) fn check_sock(core: &LoopCore, sock: &Bound<'_, PyAny>) -> PyResult<(
             return Err(PyValueError::new_err("the socket must be non-blocking"));
         }
     }
-    Ok(())
+    if !exact && !inherits(sock, socket, name)? {
+        return Ok(None);
+    }
+    Ok(Some(sock.call_method0(intern!(py, "fileno"))?.extract()?))
 }
 
 /// Whether `sock.<name>` is the socket module's own method, which a system call on the
 /// descriptor stands for. asyncio calls the method: a subclass that overrides it (or an
 /// instance that shadows it), and anything that is not a `socket.socket`, keep that call.
 pub(crate) fn native_method(sock: &Bound<'_, PyAny>, name: &Bound<'_, PyString>) -> PyResult<bool> {
-    let py = sock.py();
-    let socket = socket_class(py)?;
+    let socket = socket_class(sock.py())?;
+    // An exact socket.socket has no `__dict__` (the class has `__slots__`) to shadow it.
+    Ok(sock.get_type().is(socket) || inherits(sock, socket, name)?)
+}
+
+/// `native_method` for anything but an exact `socket.socket`: a subclass that neither
+/// overrides the method nor shadows it on the instance.
+fn inherits(
+    sock: &Bound<'_, PyAny>,
+    socket: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+) -> PyResult<bool> {
     let ty = sock.get_type();
-    if ty.is(socket) {
-        return Ok(true); // its instances have no `__dict__` (socket.socket has `__slots__`)
-    }
     if !ty.is_subclass(socket)? || !ty.getattr(name)?.is(&socket.getattr(name)?) {
         return Ok(false);
     }
-    match sock.getattr_opt(intern!(py, "__dict__"))? {
+    match sock.getattr_opt(intern!(sock.py(), "__dict__"))? {
         Some(dict) => Ok(!dict.contains(name)?),
         None => Ok(true),
     }
 }
 
-/// `sock.recv_into(buf)` once, on the descriptor `fd` of `sock`: the byte count, or None when
-/// nothing came yet (BlockingIOError/InterruptedError, raised only by a Python-level call).
-/// `native`: `sock.recv_into` is the socket module's (see `native_method`); then a writable,
-/// contiguous byte buffer is received into with the system call, and anything else (an
-/// `array` of ints, a read-only buffer) is left to the method, which takes it or raises.
+/// `sock.recv_into(buf)` once: the byte count, or None when nothing came yet
+/// (BlockingIOError/InterruptedError, raised only by a Python-level call). `fd`: the socket's
+/// descriptor when its `recv_into` is the socket module's (`native_fd`); then a writable,
+/// contiguous byte buffer is received into with the system call, and anything else (an `array`
+/// of ints, a read-only buffer) is left to the method, which takes it or raises.
 pub(crate) fn recv_into_once<'py>(
     sock: &Bound<'py, PyAny>,
-    fd: RawFd,
+    fd: Option<RawFd>,
     buf: &Bound<'py, PyAny>,
-    native: bool,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     let py = sock.py();
-    let view = PyBuffer::<u8>::get(buf)
-        .ok()
-        .filter(|v| native && !v.readonly() && v.is_c_contiguous());
-    let Some(view) = view else {
+    let target = fd.and_then(|fd| {
+        let view = PyBuffer::<u8>::get(buf).ok()?;
+        (!view.readonly() && view.is_c_contiguous()).then_some((fd, view))
+    });
+    let Some((fd, view)) = target else {
         return match sock.call_method1(intern!(py, "recv_into"), (buf,)) {
             Ok(n) => Ok(Some(n)),
             Err(e) if not_yet(py, &e) => Ok(None),
@@ -243,7 +261,7 @@ impl SockWait {
             }
             SockOp::RecvInto { buf, native } => {
                 let sock = self.sock.bind(py);
-                match recv_into_once(sock, self.fd, buf.bind(py), *native) {
+                match recv_into_once(sock, native.then_some(self.fd), buf.bind(py)) {
                     Ok(Some(n)) => {
                         fut.call_method1(intern!(py, "set_result"), (n,))?;
                     }

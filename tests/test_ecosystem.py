@@ -1,8 +1,9 @@
 """The libraries oxloop's users run on it (aiohttp, websockets, uvicorn, httpx, asyncpg), each as
 a server and a client on one loop (asyncpg against a throwaway PostgreSQL server), over TCP and
-TLS: every scenario runs on the stock loop and on oxloop with the same assertions. What they exercise together: Streams and Protocols, BufferedProtocol
-(websockets' and uvicorn's readers), pause/resume of reading and writing under large bodies,
-half-close, TLS with an upgrade of the same connection, graceful shutdown.
+TLS: every scenario runs on the stock loop and on oxloop with the same assertions. Bodies and
+messages up to 1 MB or more take the transports past their write buffers' high-water marks, so
+flow control (pause/resume of writing, drain) runs too; each scenario ends with the library's own
+shutdown.
 
 The packages come from tests/requirements.txt (scripts/test.sh installs them, and PostgreSQL
 when it is missing); a missing one skips its tests.
@@ -18,12 +19,12 @@ import pwd
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
 
 import pytest
+from test_tls import client_context, server_context
 from tls_certs import make_certs
 
 aiohttp = pytest.importorskip("aiohttp")
@@ -40,10 +41,9 @@ def certs(tmp_path_factory):
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-def _contexts(certs):
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(certs.server_cert, certs.server_key)
-    return server, ssl.create_default_context(cafile=str(certs.ca))
+def _contexts(certs, tls):
+    """test_tls's server and client contexts, or (None, None) without TLS."""
+    return (server_context(certs), client_context(certs)) if tls else (None, None)
 
 
 def _run(loop, coro):
@@ -74,7 +74,7 @@ def test_aiohttp_server_and_client(loop, certs, tls):
         return sock
 
     async def main():
-        server_ctx, client_ctx = _contexts(certs) if tls else (None, None)
+        server_ctx, client_ctx = _contexts(certs, tls)
         app = web.Application(client_max_size=2_000_000)
         app.router.add_post("/", echo)
         app.router.add_get("/stream", stream)
@@ -117,7 +117,7 @@ def test_websockets_server_and_client(loop, certs, tls):
         closed.append(conn.close_code)
 
     async def main():
-        server_ctx, client_ctx = _contexts(certs) if tls else (None, None)
+        server_ctx, client_ctx = _contexts(certs, tls)
         async with websockets.serve(handler, "127.0.0.1", 0, ssl=server_ctx, max_size=None) as srv:
             port = srv.sockets[0].getsockname()[1]
             uri = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}"
@@ -180,9 +180,9 @@ def test_uvicorn_with_httpx(loop):
 
 
 def _pg_tool(name):
-    """A PostgreSQL server program: on PATH, or where Debian keeps it."""
-    found = shutil.which(name) or sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return found if isinstance(found, str) else (found[-1] if found else None)
+    """A PostgreSQL server program: on PATH, or where Debian keeps it (the newest version)."""
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return shutil.which(name) or (found[-1] if found else None)
 
 
 def _free_port():
