@@ -331,3 +331,66 @@ def test_sendfile(loop, tmp_path, certs, use_ssl):
 def test_sendfile_without_fallback_on_tls(loop, tmp_path, certs):
     _, _, sent, _ = sendfile_scenario(loop, tmp_path, use_ssl=True, certs=certs, fallback=False)
     assert isinstance(sent, (asyncio.SendfileNotAvailableError, RuntimeError))
+
+
+class _CountingSocket(socket.socket):
+    """A socket.socket whose I/O methods are its own (they count their calls): asyncio's
+    transport calls them, under TLS too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = {}
+
+    def _count(self, name):
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def recv(self, n):
+        self._count("recv")
+        return super().recv(n)
+
+    def recv_into(self, buf, nbytes=0, flags=0):
+        self._count("recv")
+        return super().recv_into(buf, nbytes, flags)
+
+    def send(self, data, flags=0):
+        self._count("send")
+        return super().send(data, flags)
+
+    def sendmsg(self, buffers, *args):
+        self._count("send")
+        return super().sendmsg(buffers, *args)
+
+
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+
+def test_tls_over_a_socket_with_its_own_methods(loop, certs):
+    """TLS over a socket subclass whose recv/recv_into and send/sendmsg are its own: the
+    handshake and 1 MB each way go through them (asyncio's transport), on both loops."""
+
+    async def main():
+        a, b = socket.socketpair()
+        sub = _CountingSocket(a.family, a.type, fileno=a.detach())
+        for s in (sub, b):
+            s.setblocking(False)
+        (server, _), (reader, writer) = await asyncio.gather(
+            loop.connect_accepted_socket(_Echo, b, ssl=server_context(certs)),
+            asyncio.open_connection(
+                sock=sub, ssl=client_context(certs), server_hostname="localhost"
+            ),
+        )
+        payload = os.urandom(1_000_000)
+        writer.write(payload)
+        assert await asyncio.wait_for(reader.readexactly(len(payload)), 10) == payload
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        return sub.calls
+
+    calls = loop.run_until_complete(main())
+    assert calls.get("recv", 0) > 1 and calls.get("send", 0) > 1, calls

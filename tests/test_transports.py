@@ -425,6 +425,163 @@ def test_sock_recv_into_calls_overridden_method(loop):
     loop.run_until_complete(main())
 
 
+
+class _LoggingSocket(socket.socket):
+    """A socket.socket whose I/O methods are its own: each call is logged, received data is
+    upper-cased, and the peer's name is made up (as a proxy-aware socket might report it)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log = []
+
+    def recv(self, n):
+        self.log.append("recv")
+        return super().recv(n).upper()
+
+    def recv_into(self, buf, nbytes=0, flags=0):
+        self.log.append("recv_into")
+        return super().recv_into(buf, nbytes, flags)
+
+    def send(self, data, flags=0):
+        self.log.append(("send", len(data)))
+        return super().send(data, flags)
+
+    def sendmsg(self, buffers, *args):
+        self.log.append("sendmsg")
+        return super().sendmsg(buffers, *args)
+
+    def shutdown(self, how):
+        self.log.append("shutdown")
+        super().shutdown(how)
+
+    def getpeername(self):
+        return "the-real-client"
+
+    def accept(self):
+        self.log.append("accept")
+        conn, addr = super().accept()
+        sub = _LoggingSocket(conn.family, conn.type, fileno=conn.detach())
+        sub.setblocking(False)
+        return sub, addr
+
+
+class _Gather(asyncio.Protocol):
+    """Collects what it receives until EOF, answering each chunk with its length in two
+    writes (writelines, then write); at EOF it ends its side too."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.done = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.data += data
+        self.transport.writelines([b"got ", str(len(data)).encode()])
+        self.transport.write(b";")
+
+    def eof_received(self):
+        self.transport.write_eof()
+        return True
+
+    def connection_lost(self, exc):
+        self.done.set_result(exc)
+
+
+class _BufferedGather(_Gather, asyncio.BufferedProtocol):
+    """_Gather, receiving through get_buffer/buffer_updated."""
+
+    buf = bytearray(64)
+
+    def get_buffer(self, sizehint):
+        return self.buf
+
+    def buffer_updated(self, nbytes):
+        self.data_received(bytes(self.buf[:nbytes]))
+
+
+def _overridden_methods_scenario(loop, protocol):
+    """A transport over a _LoggingSocket (create_connection(sock=...)): what the protocol got,
+    the transport's peername and the socket's log."""
+
+    async def main():
+        sub, peer = _subclassed_pair(_LoggingSocket)
+        transport, proto = await loop.create_connection(protocol, sock=sub)
+        with peer:
+            for chunk in (b"hello", b"world"):
+                peer.send(chunk)
+                answer = b""
+                while not answer.endswith(b";"):
+                    answer += await asyncio.wait_for(loop.sock_recv(peer, 100), 5)
+                assert answer == b"got 5;"
+            peer.shutdown(socket.SHUT_WR)
+            assert await asyncio.wait_for(loop.sock_recv(peer, 100), 5) == b""  # write_eof
+        transport.close()
+        assert await asyncio.wait_for(proto.done, 5) is None
+        return bytes(proto.data), transport.get_extra_info("peername"), sub.log
+
+    return loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("buffered", [False, True])
+def test_a_transport_calls_its_sockets_overridden_methods(loop, stock_loop, buffered):
+    """A stream transport over a socket whose recv, recv_into, send, sendmsg, shutdown and
+    getpeername are its own calls them, as asyncio's transport does (oxloop then runs asyncio's
+    transport): the same data, peer name and calls as on the stock loop."""
+    protocol = _BufferedGather if buffered else _Gather
+    got = _overridden_methods_scenario(loop, protocol)
+    assert got == _overridden_methods_scenario(stock_loop, protocol)
+    data, peername, log = got
+    assert data == (b"helloworld" if buffered else b"HELLOWORLD")
+    assert peername == "the-real-client"
+    assert ("recv_into" if buffered else "recv") in log and "shutdown" in log
+
+
+def test_a_server_calls_its_listening_sockets_accept(loop, stock_loop):
+    """create_server(sock=...) with a listening socket whose accept is its own calls it, and
+    serves what it returns (here a _LoggingSocket: its recv and send are called too), as on the
+    stock loop."""
+
+    def scenario(loop):
+        async def main():
+            listener = _LoggingSocket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.bind(("127.0.0.1", 0))
+            accepted = []
+
+            def factory():
+                proto = _Gather()
+                accepted.append(proto)
+                return proto
+
+            server = await loop.create_server(factory, sock=listener)
+            async with server:
+                reader, writer = await asyncio.open_connection(*listener.getsockname())
+                writer.write(b"ping")
+                assert await asyncio.wait_for(reader.readuntil(b";"), 5) == b"got 4;"
+                writer.write_eof()
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+                writer.close()
+                await writer.wait_closed()
+                conn = accepted[0].transport.get_extra_info("socket")
+                client = writer.get_extra_info("sockname")
+                accepted[0].transport.close()
+                await asyncio.wait_for(accepted[0].done, 5)
+                return (
+                    listener.log,
+                    bytes(accepted[0].data),
+                    accepted[0].transport.get_extra_info("peername") == client,  # accept's
+                    conn is not None,
+                )
+
+        return loop.run_until_complete(main())
+
+    got = scenario(loop)
+    assert got == scenario(stock_loop)
+    log, *rest = got
+    assert set(log) == {"accept"} and rest == [b"PING", True, True]  # PING: its recv's doing
+
+
 def test_sock_recv_sizes_alternating(loop):
     """sock_recv(sock, n) with n above 4 KiB, and messages that alternate between short and
     long (oxloop switches between copying from its read buffer and reading into a bytes of size

@@ -35,7 +35,13 @@ from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
 from ._connect import create_connection, create_unix_connection, start_connect
 from ._oxloop import Acceptor, Handle, LoopCore, NewSocket, StreamCore, TimerHandle
-from ._transports import _DatagramTransport, _ReadPipeTransport, _SocketTransport
+from ._transports import (
+    _ACCEPT_CALLS,
+    _DatagramTransport,
+    _ReadPipeTransport,
+    _SocketTransport,
+    runs_natively,
+)
 
 # Loops running in daemon threads. At exit (atexit runs before the interpreter finalizes) each
 # is asked to give the GIL up for good at its next lap: on Python 3.10-3.13 a daemon thread that
@@ -331,9 +337,9 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
     def _start_serving(self, protocol_factory, sock, sslcontext=None, server=None, backlog=100,
                        *timeouts):
-        """Accept natively (an ``Acceptor`` as the listening socket's reader); debug mode takes
-        asyncio's ``_accept_connection``."""
-        if self._debug:
+        """Accept natively (an ``Acceptor`` as the listening socket's reader); debug mode, and a
+        socket with an ``accept`` of its own, take asyncio's ``_accept_connection``."""
+        if self._debug or not runs_natively(sock, _ACCEPT_CALLS):
             return self._start_serving_py(
                 protocol_factory, sock, sslcontext, server, backlog, *timeouts
             )
@@ -364,7 +370,11 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         waiter.add_done_callback(functools.partial(_close_unless_handshaken, transport))
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
-        return StreamCore._create(_SocketTransport, self, sock, protocol, waiter, extra, server)
+        """The native transport; for a socket with I/O methods of its own (a subclass that
+        overrides ``recv`` or ``send``, say), asyncio's, which calls them."""
+        if runs_natively(sock):
+            return StreamCore._create(_SocketTransport, self, sock, protocol, waiter, extra, server)
+        return selector_events._SelectorSocketTransport(self, sock, protocol, waiter, extra, server)
 
     async def sock_recv(self, sock, n):
         """Receive up to n bytes from the non-blocking socket sock (asyncio's checks, the wait

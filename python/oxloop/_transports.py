@@ -120,6 +120,30 @@ for _name in (
 del _native, _name
 
 
+# What asyncio's socket transport calls on its socket, and the native core does with system
+# calls instead; and what asyncio's server calls on a listening socket, which `Acceptor` does.
+_TRANSPORT_CALLS = (
+    "recv", "recv_into", "send", "sendmsg", "shutdown", "getsockname", "getpeername", "setsockopt"
+)
+_ACCEPT_CALLS = ("accept", "_accept")
+
+
+def runs_natively(sock, calls=_TRANSPORT_CALLS) -> bool:
+    """Whether system calls may stand for these methods of sock: it is a ``socket.socket``, or a
+    subclass that neither overrides one of them nor shadows one on the instance. Anything else
+    gets asyncio's own code, which calls them."""
+    cls = type(sock)
+    if cls is socket.socket:
+        return True
+    if not issubclass(cls, socket.socket):
+        return False
+    own = getattr(sock, "__dict__", {})
+    return all(
+        getattr(cls, name, None) is getattr(socket.socket, name, None) and name not in own
+        for name in calls
+    )
+
+
 # Python 3.13's Server counts its transports (close_clients/abort_clients).
 StreamCore._configure(base_events.Server._attach.__code__.co_argcount == 2)
 
