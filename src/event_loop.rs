@@ -446,7 +446,10 @@ impl LoopCore {
         };
         let data = PyBytes::new(py, &buf[..n]);
         drop(buf);
-        Ok((data, sockaddr_to_py(py, &addr, len)?))
+        if len == 0 {
+            return Ok((data, py.None().into_bound(py))); // no address, as the socket module says
+        }
+        Ok((data, sockaddr_to_py(py, &addr)?))
     }
 
     /// `call_soon` and `call_soon_threadsafe` (see `fastcall.rs` for their argument parsing).
@@ -688,37 +691,39 @@ impl LoopCore {
 }
 
 /// An AF_INET/AF_INET6 address as Python's socket module returns it: `(host, port)` or
-/// `(host, port, flowinfo, scope_id)`, the host formatted by getnameinfo(NI_NUMERICHOST) as
-/// CPython does (so a scoped IPv6 address keeps its `%zone`).
+/// `(host, port, flowinfo, scope_id)`, the host formatted by inet_ntop as CPython's
+/// `makesockaddr` does (a scoped IPv6 address has its zone in `scope_id` only, no `%zone`).
 pub(crate) fn sockaddr_to_py<'py>(
     py: Python<'py>,
     addr: &libc::sockaddr_storage,
-    len: libc::socklen_t,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let mut host = [0 as libc::c_char; libc::NI_MAXHOST as usize];
-    // SAFETY: `addr` holds `len` valid bytes of a socket address; `host` is NI_MAXHOST long.
-    let rc = unsafe {
-        libc::getnameinfo(
-            (addr as *const libc::sockaddr_storage).cast(),
-            len,
-            host.as_mut_ptr(),
-            host.len() as libc::socklen_t,
-            std::ptr::null_mut(),
-            0,
-            libc::NI_NUMERICHOST,
-        )
-    };
-    if rc != 0 {
-        return Err(PyOSError::new_err(format!("getnameinfo failed ({rc})")));
+    extern "C" {
+        // The C library's (POSIX); the libc crate does not declare it.
+        fn inet_ntop(
+            af: libc::c_int,
+            src: *const libc::c_void,
+            dst: *mut libc::c_char,
+            size: libc::socklen_t,
+        ) -> *const libc::c_char;
     }
-    // SAFETY: getnameinfo wrote a NUL-terminated string into `host`.
-    let host = unsafe { std::ffi::CStr::from_ptr(host.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
+    /// inet_ntop of the address at `src` in `family`.
+    fn host(family: i32, src: *const libc::c_void) -> PyResult<String> {
+        let mut buf = [0 as libc::c_char; 64]; // INET6_ADDRSTRLEN is 46
+                                               // SAFETY: `src` points to an in_addr/in6_addr of `family`; `buf` is 64 bytes long.
+        let out = unsafe { inet_ntop(family, src, buf.as_mut_ptr(), buf.len() as _) };
+        if out.is_null() {
+            return Err(os_error(io::Error::last_os_error()));
+        }
+        // SAFETY: inet_ntop wrote a NUL-terminated string into `buf`.
+        Ok(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned())
+    }
     match i32::from(addr.ss_family) {
         libc::AF_INET => {
             // SAFETY: the family says this is a sockaddr_in.
             let a: &libc::sockaddr_in = unsafe { &*(addr as *const _ as *const libc::sockaddr_in) };
+            let host = host(libc::AF_INET, (&a.sin_addr as *const libc::in_addr).cast())?;
             Ok((host, u16::from_be(a.sin_port))
                 .into_pyobject(py)?
                 .into_any())
@@ -727,6 +732,10 @@ pub(crate) fn sockaddr_to_py<'py>(
             // SAFETY: the family says this is a sockaddr_in6.
             let a: &libc::sockaddr_in6 =
                 unsafe { &*(addr as *const _ as *const libc::sockaddr_in6) };
+            let host = host(
+                libc::AF_INET6,
+                (&a.sin6_addr as *const libc::in6_addr).cast(),
+            )?;
             Ok((
                 host,
                 u16::from_be(a.sin6_port),

@@ -707,3 +707,70 @@ def test_sock_accept_recv_into_and_sendall_wait(loop):
         return True
 
     assert loop.run_until_complete(main())
+
+
+def _link_local_address():
+    """A link-local IPv6 address of this machine and its interface index, or None."""
+    try:
+        with open("/proc/net/if_inet6") as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return None
+    for hexaddr, index, _, scope, *_ in rows:
+        if scope == "20":  # IPV6_ADDR_LINKLOCAL
+            packed = bytes.fromhex(hexaddr)
+            return socket.inet_ntop(socket.AF_INET6, packed), int(index, 16)
+    return None
+
+
+def test_scoped_ipv6_addresses_as_the_socket_module_gives_them(loop, stock_loop):
+    """A link-local IPv6 address has its interface in scope_id and none in the host string
+    (no '%zone'), in datagram_received's address and a stream transport's sockname and
+    peername, as on the stock loop."""
+    found = _link_local_address()
+    if found is None:
+        pytest.skip("no link-local IPv6 address on this machine")
+    host, index = found
+
+    def bound(kind):
+        s = socket.socket(socket.AF_INET6, kind)
+        try:
+            s.bind((host, 0, 0, index))
+        except OSError as exc:
+            s.close()
+            pytest.skip(f"cannot bind {host}%{index}: {exc}")
+        return s
+
+    def scenario(loop):
+        async def main():
+            got = loop.create_future()
+
+            class Receiver(asyncio.DatagramProtocol):
+                def datagram_received(self, data, addr):
+                    got.set_result(addr)
+
+            receiver, _ = await loop.create_datagram_endpoint(
+                Receiver, sock=bound(socket.SOCK_DGRAM)
+            )
+            sender, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, sock=bound(socket.SOCK_DGRAM)
+            )
+            sender.sendto(b"x", receiver.get_extra_info("sockname"))
+            addr = await asyncio.wait_for(got, 5)
+            listener = bound(socket.SOCK_STREAM)
+            server = await loop.create_server(asyncio.Protocol, sock=listener)
+            client = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            client.connect(listener.getsockname())
+            transport, _ = await loop.create_connection(asyncio.Protocol, sock=client)
+            names = [transport.get_extra_info(k) for k in ("sockname", "peername")]
+            for t in (transport, receiver, sender):
+                t.close()
+            server.close()
+            await server.wait_closed()
+            # The ports differ from run to run: the host and scope_id are what is compared.
+            return [(a[0], a[3]) for a in (addr, *names)]
+
+        return loop.run_until_complete(main())
+
+    got = scenario(loop)
+    assert got == scenario(stock_loop) == [(host, index)] * 3

@@ -63,17 +63,11 @@ impl RawAddr {
     pub(super) fn to_py<'py>(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         // SAFETY: an all-zero sockaddr_storage is valid; the copied address fits in it.
         let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let len = match self {
-            RawAddr::V4(a) => unsafe {
-                *(&mut storage as *mut _ as *mut libc::sockaddr_in) = a;
-                std::mem::size_of::<libc::sockaddr_in>()
-            },
-            RawAddr::V6(a) => unsafe {
-                *(&mut storage as *mut _ as *mut libc::sockaddr_in6) = a;
-                std::mem::size_of::<libc::sockaddr_in6>()
-            },
-        };
-        sockaddr_to_py(py, &storage, len as libc::socklen_t)
+        match self {
+            RawAddr::V4(a) => unsafe { *(&mut storage as *mut _ as *mut libc::sockaddr_in) = a },
+            RawAddr::V6(a) => unsafe { *(&mut storage as *mut _ as *mut libc::sockaddr_in6) = a },
+        }
+        sockaddr_to_py(py, &storage)
     }
 }
 
