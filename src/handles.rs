@@ -377,7 +377,9 @@ impl Handle {
             intern!(py, "message"),
             format!("Exception in callback {}", cb.str()?.to_cow()?),
         )?;
-        context.set_item(intern!(py, "exception"), err.value(py))?;
+        // With its traceback: before 3.12 an error keeps it beside the exception, and
+        // `PyErr::value` leaves it off (the handler would log no traceback).
+        context.set_item(intern!(py, "exception"), err.clone_ref(py).into_value(py))?;
         context.set_item(intern!(py, "handle"), slf)?;
         if let Some(tb) = &this.source_traceback {
             if tb.bind(py).is_truthy()? {

@@ -351,7 +351,7 @@ fn settle(py: Python<'_>, fut: &Bound<'_, PyAny>, got: PyResult<Bound<'_, PyAny>
             Err(e)
         }
         Err(e) => fut
-            .call_method1(intern!(py, "set_exception"), (e.value(py),))
+            .call_method1(intern!(py, "set_exception"), (e.into_value(py),))
             .map(drop),
     }
 }

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import socket
 import sys
+import traceback
 
 import pytest
 
@@ -47,6 +49,54 @@ def test_exception_in_timer_callback_goes_to_the_handler(loop):
     assert len(contexts) == 1
     assert contexts[0]["handle"] is timer
     assert isinstance(contexts[0]["exception"], ZeroDivisionError)
+
+
+
+def _frames(exc):
+    """The names of the functions in exc's traceback."""
+    return [f.name for f in traceback.extract_tb(exc.__traceback__)]
+
+
+def _fail_deeper():
+    fail()
+
+
+def test_an_exception_reaches_the_handler_with_its_traceback(loop):
+    """The exception in the handler's context has its traceback (every frame of the
+    callback's own code), from a callback, a timer and a protocol's data_received, on every
+    Python (before 3.12 an error's traceback is kept beside it, so a native loop must put it
+    back); the default handler logs it."""
+
+    class Failing(asyncio.Protocol):
+        def data_received(self, data):
+            _fail_deeper()
+
+    async def main():
+        a, b = socket.socketpair()
+        transport, _ = await loop.create_connection(Failing, sock=a)
+        with b:
+            b.send(b"x")
+            loop.call_soon(_fail_deeper)
+            loop.call_later(0.001, _fail_deeper)
+            await asyncio.sleep(0.05)
+        transport.close()
+
+    contexts = []
+    loop.set_exception_handler(lambda lp, context: contexts.append(context))
+    loop.run_until_complete(main())
+    assert len(contexts) == 3
+    for context in contexts:
+        assert _frames(context["exception"])[-2:] == ["_fail_deeper", "fail"], context
+    assert any("data_received" in _frames(c["exception"]) for c in contexts)
+
+
+def test_the_default_handler_logs_the_callbacks_traceback(loop, caplog):
+    loop.call_soon(_fail_deeper)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        run_briefly(loop)
+    text = caplog.text
+    assert "Traceback (most recent call last)" in text
+    assert "in _fail_deeper" in text and "ZeroDivisionError: in callback" in text
 
 
 def test_get_and_set_exception_handler(loop, assert_raises_like_asyncio):

@@ -168,12 +168,12 @@ impl DatagramCore {
                 if e.is_instance_of::<PyBlockingIOError>(py)
                     || e.is_instance_of::<PyInterruptedError>(py) => {}
             Err(e) if e.is_instance_of::<PyOSError>(py) => {
-                protocol.call_method1(intern!(py, "error_received"), (e.value(py),))?;
+                protocol.call_method1(intern!(py, "error_received"), (e.into_value(py),))?;
             }
             Err(e) => {
                 transport.bind(py).call_method1(
                     intern!(py, "_fatal_error"),
-                    (e.value(py), "Fatal read error on datagram transport"),
+                    (e.into_value(py), "Fatal read error on datagram transport"),
                 )?;
             }
         }

@@ -507,7 +507,7 @@ impl StreamCore {
     fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
         if let Some(t) = slf.get().transport(py) {
-            t.call_method1(intern!(py, "_fatal_error"), (err.value(py), message))?;
+            t.call_method1(intern!(py, "_fatal_error"), (err.into_value(py), message))?;
         }
         Ok(())
     }

@@ -363,7 +363,7 @@ impl SSLProtocolBase {
             {
                 let message = "Error calling eof_received()";
                 me.obj
-                    .call_method1(intern!(py, "_fatal_error"), (e.value(py), message))
+                    .call_method1(intern!(py, "_fatal_error"), (e.into_value(py), message))
                     .map(drop)
             }
             other => other,

@@ -379,7 +379,7 @@ fn fatal_on_exception(obj: &Bound<'_, PyAny>, result: PyResult<()>) -> PyResult<
     match result {
         Err(e) if e.is_instance_of::<PyException>(py) => {
             let message = intern!(py, "Fatal error on SSL protocol");
-            obj.call_method1(intern!(py, "_fatal_error"), (e.value(py), message))
+            obj.call_method1(intern!(py, "_fatal_error"), (e.into_value(py), message))
                 .map(drop)
         }
         other => other,
