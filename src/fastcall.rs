@@ -325,9 +325,9 @@ transport_noargs!(transport_resume_reading, |core, py| {
     StreamCore::resume_reading(core)
 });
 transport_noargs!(transport_write_eof, |core, py| core.get().write_eof());
-transport_noargs!(transport_get_write_buffer_size, |core, py| PyResult::Ok(
-    core.get().get_write_buffer_size()
-));
+transport_noargs!(transport_get_write_buffer_size, |core, py| {
+    StreamCore::get_write_buffer_size(core)
+});
 transport_noargs!(transport_get_protocol, |core, py| PyResult::Ok(
     core.get().get_protocol(py)
 ));

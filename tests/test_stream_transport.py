@@ -518,6 +518,59 @@ def test_write_buffer_limits_as_on_asyncio(loop):
     ]
 
 
+
+def _buffer_sizes_after_writes(loop, size, count, high=None):
+    """What a protocol sees writing `count` times `size` bytes in connection_made (the peer
+    not reading yet): get_write_buffer_size() after each write, and pause/resume_writing."""
+
+    async def main():
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        seen = []
+
+        class Writer(asyncio.Protocol):
+            def connection_made(self, transport):
+                if high is not None:
+                    transport.set_write_buffer_limits(high=high)
+                for _ in range(count):
+                    transport.write(b"x" * size)
+                    seen.append(transport.get_write_buffer_size())
+                seen.append("returned")
+
+            def pause_writing(self):
+                seen.append("pause")
+
+            def resume_writing(self):
+                seen.append("resume")
+
+        transport, _ = await loop.create_connection(Writer, sock=a)
+        with b:
+            got = 0
+            while got < size * count:
+                got += len(await asyncio.wait_for(loop.sock_recv(b, 1 << 20), 5))
+            await asyncio.sleep(0.01)
+        transport.close()
+        return seen
+
+    return loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize(
+    "size, count, high", [(10, 1, None), (30_000, 4, None), (100, 3, 150), (1_000_000, 1, None)]
+)
+def test_write_buffer_size_right_after_a_write_as_on_asyncio(loop, stock_loop, size, count, high):
+    """A write the socket took at once leaves nothing in the buffer, as asyncio's write sends
+    at once (oxloop sends at the end of the callback, or when asked for the buffer's size);
+    one the socket cannot take whole pauses the protocol, then resumes it."""
+    got = _buffer_sizes_after_writes(loop, size, count, high)
+    expected = _buffer_sizes_after_writes(stock_loop, size, count, high)
+    if size < 100_000:
+        assert got == expected == [0] * count + ["returned"]
+    else:  # what is left depends on the socket's buffer: the same shape
+        assert [type(x) for x in got] == [type(x) for x in expected]
+        assert got[0] == "pause" and got[1] > 0 and got[2:] == ["returned", "resume"]
+
+
 def test_pause_and_resume_reading(loop):
     async def main():
         server, port, next_protocol = await serve_recorders(loop)

@@ -661,8 +661,14 @@ impl StreamCore {
         Self::flush(slf)
     }
 
-    pub(crate) fn get_write_buffer_size(&self) -> usize {
-        lock(&self.st).queue.len()
+    /// The bytes queued. A queue the end-of-lap flush has not tried yet is sent first, as
+    /// asyncio's `write` would have tried it at once: what is left is what the socket did not
+    /// take (0 after a write that went out, as on asyncio).
+    pub(crate) fn get_write_buffer_size(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        if lock(&slf.get().st).flush_scheduled {
+            Self::flush(slf)?;
+        }
+        Ok(lock(&slf.get().st).queue.len())
     }
 
     fn get_write_buffer_limits(&self) -> (usize, usize) {
