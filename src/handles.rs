@@ -6,6 +6,7 @@
 //! exception to the loop's `call_exception_handler`, except `SystemExit` and `KeyboardInterrupt`,
 //! which propagate as they do on the stock loop.
 
+use crate::exc_info::handling;
 use crate::lock::Mutex;
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -379,7 +380,8 @@ impl Handle {
         )?;
         // With its traceback: before 3.12 an error keeps it beside the exception, and
         // `PyErr::value` leaves it off (the handler would log no traceback).
-        context.set_item(intern!(py, "exception"), err.clone_ref(py).into_value(py))?;
+        let exc = err.clone_ref(py).into_value(py).into_bound(py).into_any();
+        context.set_item(intern!(py, "exception"), &exc)?;
         context.set_item(intern!(py, "handle"), slf)?;
         if let Some(tb) = &this.source_traceback {
             if tb.bind(py).is_truthy()? {
@@ -388,7 +390,10 @@ impl Handle {
         }
         match this.loop_.get(py) {
             Some(l) => {
-                l.call_method1(intern!(py, "call_exception_handler"), (context,))?;
+                // Inside `except`, as asyncio's Handle._run calls it.
+                handling(&exc, || {
+                    l.call_method1(intern!(py, "call_exception_handler"), (context,))
+                })?;
             }
             None => err.write_unraisable(py, Some(slf.as_any())),
         }

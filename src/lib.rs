@@ -3,6 +3,7 @@
 
 mod bytes_buf;
 mod event_loop;
+mod exc_info;
 mod fastcall;
 mod freelist;
 mod futures;

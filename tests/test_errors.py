@@ -99,6 +99,63 @@ def test_the_default_handler_logs_the_callbacks_traceback(loop, caplog):
     assert "in _fail_deeper" in text and "ZeroDivisionError: in callback" in text
 
 
+
+def test_the_handler_runs_while_the_exception_is_being_handled(loop, stock_loop):
+    """asyncio calls the exception handler inside the `except` clause that caught the error:
+    sys.exc_info() (what logging.exception reports) is that exception, for a callback's and a
+    protocol's, and nothing once the handler returns; error_received likewise."""
+
+    def scenario(loop):
+        seen = []
+        loop.set_exception_handler(
+            lambda lp, context: seen.append((context["message"][:20], repr(sys.exc_info()[1])))
+        )
+
+        class Failing(asyncio.Protocol):
+            def data_received(self, data):
+                raise KeyError("in data_received")
+
+        class Datagrams(asyncio.DatagramProtocol):
+            def error_received(self, exc):
+                seen.append(("error_received", type(sys.exc_info()[1]).__name__))
+
+        async def main():
+            a, b = socket.socketpair()
+            transport, _ = await loop.create_connection(Failing, sock=a)
+            with b:
+                b.send(b"x")
+                await asyncio.sleep(0.02)
+            loop.call_soon(fail)
+            loop.call_soon(lambda: seen.append(("after", repr(sys.exc_info()[1]))))
+            await asyncio.sleep(0.02)
+            transport.close()
+            # A datagram to a port nobody listens on: the refusal comes to error_received.
+            probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            probe.bind(("127.0.0.1", 0))
+            closed_port = probe.getsockname()[1]
+            probe.close()
+            udp, _ = await loop.create_datagram_endpoint(
+                Datagrams, remote_addr=("127.0.0.1", closed_port)
+            )
+            udp.sendto(b"ping")
+            await asyncio.sleep(0.05)
+            udp.sendto(b"ping")  # the refusal is reported by the next call
+            await asyncio.sleep(0.05)
+            udp.close()
+
+        loop.run_until_complete(main())
+        return seen
+
+    got = scenario(loop)
+    assert got == scenario(stock_loop)
+    assert got[:3] == [
+        ("Fatal error: protoco", "KeyError('in data_received')"),
+        ("Exception in callbac", "ZeroDivisionError('in callback')"),
+        ("after", "None"),
+    ]
+    assert ("error_received", "ConnectionRefusedError") in got
+
+
 def test_get_and_set_exception_handler(loop, assert_raises_like_asyncio):
     assert loop.get_exception_handler() is None
 

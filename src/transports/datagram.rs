@@ -8,6 +8,7 @@
 //! the common case of `sendto`. The
 //! socket belongs to the Python socket object: this core never closes it.
 
+use crate::exc_info::handling;
 use crate::lock::Mutex;
 use std::os::fd::RawFd;
 
@@ -123,10 +124,12 @@ impl DatagramCore {
         match err.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => slow(addr),
             _ => {
-                let exc = os_error_from(&err);
-                protocol
-                    .bind(py)
-                    .call_method1(intern!(py, "error_received"), (exc.value(py),))?;
+                let exc = os_error_from(&err).into_value(py).into_bound(py).into_any();
+                handling(&exc, || {
+                    protocol
+                        .bind(py)
+                        .call_method1(intern!(py, "error_received"), (&exc,))
+                })?;
                 Ok(())
             }
         }
@@ -168,13 +171,19 @@ impl DatagramCore {
                 if e.is_instance_of::<PyBlockingIOError>(py)
                     || e.is_instance_of::<PyInterruptedError>(py) => {}
             Err(e) if e.is_instance_of::<PyOSError>(py) => {
-                protocol.call_method1(intern!(py, "error_received"), (e.into_value(py),))?;
+                let exc = e.into_value(py).into_bound(py).into_any();
+                handling(&exc, || {
+                    protocol.call_method1(intern!(py, "error_received"), (&exc,))
+                })?;
             }
             Err(e) => {
-                transport.bind(py).call_method1(
-                    intern!(py, "_fatal_error"),
-                    (e.into_value(py), "Fatal read error on datagram transport"),
-                )?;
+                let exc = e.into_value(py).into_bound(py).into_any();
+                handling(&exc, || {
+                    transport.bind(py).call_method1(
+                        intern!(py, "_fatal_error"),
+                        (&exc, "Fatal read error on datagram transport"),
+                    )
+                })?;
             }
         }
         Ok(())

@@ -5,6 +5,7 @@
 //! directly. What is left to asyncio's Python methods: `_abort`, `_fatal_error`, the timeout
 //! checks, and `eof_received` (a peer's half-close).
 
+use crate::exc_info::handling;
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -218,8 +219,10 @@ impl SSLProtocolBase {
                 } else {
                     "SSL handshake failed"
                 };
-                me.obj
-                    .call_method1(intern!(py, "_fatal_error"), (&exc, message))?;
+                handling(&exc, || {
+                    me.obj
+                        .call_method1(intern!(py, "_fatal_error"), (&exc, message))
+                })?;
                 return Self::wakeup_waiter(me, Some(&exc));
             }
             Err(e) => return Err(e),
@@ -326,8 +329,10 @@ impl SSLProtocolBase {
         let py = me.py();
         Self::cancel_timeout(me, intern!(py, "_shutdown_timeout_handle"), false)?;
         if shutdown_exc.is_truthy()? {
-            me.obj
-                .call_method1(intern!(py, "_fatal_error"), (shutdown_exc,))?;
+            handling(shutdown_exc, || {
+                me.obj
+                    .call_method1(intern!(py, "_fatal_error"), (shutdown_exc,))
+            })?;
         } else {
             let close = me.get(A::Transport)?.getattr(intern!(py, "close"))?;
             me.attr(intern!(py, "_loop"))?
@@ -362,9 +367,12 @@ impl SSLProtocolBase {
                     && !e.is_instance_of::<PySystemExit>(py) =>
             {
                 let message = "Error calling eof_received()";
-                me.obj
-                    .call_method1(intern!(py, "_fatal_error"), (e.into_value(py), message))
-                    .map(drop)
+                let exc = e.into_value(py).into_bound(py).into_any();
+                handling(&exc, || {
+                    me.obj
+                        .call_method1(intern!(py, "_fatal_error"), (&exc, message))
+                })
+                .map(drop)
             }
             other => other,
         }

@@ -28,6 +28,7 @@ mod records;
 
 pub use attributes::NativeAttribute;
 
+use crate::exc_info::handling;
 use std::cell::UnsafeCell;
 
 use pyo3::exceptions::{PyAttributeError, PyException};
@@ -379,8 +380,11 @@ fn fatal_on_exception(obj: &Bound<'_, PyAny>, result: PyResult<()>) -> PyResult<
     match result {
         Err(e) if e.is_instance_of::<PyException>(py) => {
             let message = intern!(py, "Fatal error on SSL protocol");
-            obj.call_method1(intern!(py, "_fatal_error"), (e.into_value(py), message))
-                .map(drop)
+            let exc = e.into_value(py).into_bound(py).into_any();
+            handling(&exc, || {
+                obj.call_method1(intern!(py, "_fatal_error"), (&exc, message))
+            })
+            .map(drop)
         }
         other => other,
     }

@@ -1,6 +1,7 @@
 //! The write path of the stream transport: `write()` queues (`bytes` held by reference, mutable
 //! buffers copied), and the loop sends each transport's queue with one `writev` when the callback
-//! that wrote returns, or at once when the queue passes the high-water mark; what the socket does
+//! that wrote returns, or at once when the queue passes the high-water mark or its size is asked
+//! for (`get_write_buffer_size`, which is then what asyncio's would say); what the socket does
 //! not take waits for a writable event. Then what asyncio's `_write_ready` does: resume the
 //! protocol, finish a pending close or `write_eof`, wake a sendfile waiter.
 
