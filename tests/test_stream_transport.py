@@ -1152,3 +1152,95 @@ def test_an_empty_write_after_write_eof_raises_as_on_asyncio(loop, stock_loop):
     ours = run(loop)
     assert ours == run(stock_loop)
     assert ours == ["Cannot call write() after write_eof()"] * 3
+
+
+def _buffers_of_any_format(loop):
+    """write() and writelines() of buffers whose format is not bytes (a memoryview of an
+    array('i'), one cast to 'i'), writelines() of a str; what the peer gets."""
+    import array
+
+    async def main():
+        a, b = socket.socketpair()
+        b.setblocking(False)
+        transport, _ = await loop.create_connection(asyncio.Protocol, sock=a)
+        outcomes = []
+        for call, arg in [
+            (transport.write, memoryview(array.array("i", [1, 2]))),
+            (transport.write, memoryview(b"\x05\x00\x00\x00").cast("i")),
+            (transport.write, bytearray(b"ba")),
+            (transport.writelines, [b"a", array.array("h", [3]), memoryview(b"mv")]),
+            (transport.writelines, [b"a", "not a buffer"]),
+        ]:
+            try:
+                call(arg)
+                outcomes.append("ok")
+            except TypeError as exc:
+                outcomes.append(str(exc))
+        got = b""
+        with b:
+            while len(got) < 19:
+                got += await asyncio.wait_for(loop.sock_recv(b, 100), 5)
+        transport.close()
+        return outcomes, got
+
+    return loop.run_until_complete(main())
+
+
+def test_writes_of_buffers_of_any_format_as_on_asyncio(loop, stock_loop):
+    got = _buffers_of_any_format(loop)
+    assert got == _buffers_of_any_format(stock_loop)
+    assert got[1] == b"\x01\x00\x00\x00\x02\x00\x00\x00\x05\x00\x00\x00baa\x03\x00mv"
+
+
+def _receive_into(loop, make_buffer):
+    """A BufferedProtocol whose get_buffer returns make_buffer(): what it was told it got, and
+    the error that ended the connection, if one did."""
+
+    async def main():
+        done = loop.create_future()
+        seen = []
+        loop.set_exception_handler(lambda lp, context: seen.append(repr(context["exception"])))
+
+        class Into(asyncio.BufferedProtocol):
+            def get_buffer(self, sizehint):
+                self.buf = make_buffer()
+                return self.buf
+
+            def buffer_updated(self, nbytes):
+                seen.append(bytes(memoryview(self.buf).cast("B")[:nbytes]))
+
+            def connection_lost(self, exc):
+                done.set_result(None)
+
+        a, b = socket.socketpair()
+        transport, _ = await loop.create_connection(Into, sock=a)
+        with b:
+            b.send(b"\x01\x00\x00\x00")
+            await asyncio.sleep(0.02)
+            transport.close()
+            await asyncio.wait_for(done, 5)
+        return seen
+
+    return loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("kind", ["array", "cast", "readonly", "strided", "not-a-buffer"])
+def test_buffered_protocol_buffers_as_on_asyncio(loop, stock_loop, kind):
+    """get_buffer() may return any writable contiguous buffer (an array('i'), a memoryview
+    cast to 'i'), as sock.recv_into takes; anything else ends the connection with the socket
+    module's TypeError, as on asyncio."""
+    import array
+
+    make = {
+        "array": lambda: array.array("i", [0, 0]),
+        "cast": lambda: memoryview(bytearray(8)).cast("i"),
+        "readonly": lambda: b"\x00" * 8,
+        "strided": lambda: memoryview(bytearray(16))[::2],
+        "not-a-buffer": lambda: [0] * 8,
+    }[kind]
+    got = _receive_into(loop, make)
+    assert got == _receive_into(stock_loop, make)
+    if kind in ("array", "cast"):
+        assert got == [b"\x01\x00\x00\x00"]
+    else:
+        assert len(got) == 1 and "must be read-write bytes-like object" in got[0]

@@ -34,7 +34,7 @@ use pyo3::exceptions::{
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyString, PyTuple, PyType};
 use pyo3::{ffi, intern, PyTraverseError, PyVisit};
 
 use crate::event_loop::{os_error_from, LoopCore};
@@ -46,7 +46,7 @@ mod write;
 
 use addr::Addr;
 pub(crate) use addr::RawAddr;
-use write::{to_chunk, WriteChunk};
+use write::{copy_buffer, to_chunk, WriteChunk};
 
 /// asyncio's `LOG_THRESHOLD_FOR_CONNLOST_WRITES`.
 const LOG_THRESHOLD_FOR_CONNLOST_WRITES: u64 = 5;
@@ -634,9 +634,8 @@ impl StreamCore {
             let data = data?;
             chunks.push(match data.cast::<PyBytes>() {
                 Ok(b) => WriteChunk::bytes(b),
-                Err(_) => {
-                    WriteChunk::Owned(pyo3::buffer::PyBuffer::<u8>::get(&data)?.to_vec(slf.py())?)
-                }
+                // asyncio takes a memoryview of each (its error, for what is not a buffer).
+                Err(_) => WriteChunk::Owned(copy_buffer(PyMemoryView::from(&data)?.as_any())?),
             });
         }
         for chunk in chunks {

@@ -183,18 +183,20 @@ impl StreamCore {
                 )
             }
         };
-        let view = match pyo3::buffer::PyBuffer::<u8>::get(&buf) {
-            Ok(v) if !v.readonly() => v,
-            Ok(_) => {
-                let e = PyTypeError::new_err(
-                    "recv_into() argument 'buffer' must be read-write bytes-like object",
-                );
+        // What `sock.recv_into(buf)` takes: a writable, C-contiguous buffer of any format.
+        let view = match pyo3::buffer::PyUntypedBuffer::get(&buf) {
+            Ok(v) if !v.readonly() && v.is_c_contiguous() => v,
+            _ => {
+                // The socket module's error for anything else (its own text).
+                let e = PyTypeError::new_err(format!(
+                    "recv_into() argument 1 must be read-write bytes-like object, not {}",
+                    buf.get_type().name()?
+                ));
                 return Self::fatal_error(slf, e, "Fatal read error on socket transport");
             }
-            Err(e) => return Self::fatal_error(slf, e, "Fatal read error on socket transport"),
         };
-        // SAFETY: `view` is a writable buffer of `len_bytes()` bytes kept alive by `view`; recv
-        // writes at most that many bytes at its start. PyBuffer::get refuses non-contiguous ones.
+        // SAFETY: `view` is a writable, C-contiguous buffer of `len_bytes()` bytes kept alive by
+        // `view`; recv writes at most that many bytes at its start.
         let n = unsafe { libc::recv(slf.get().fd, view.buf_ptr(), view.len_bytes(), 0) };
         let asked = view.len_bytes();
         drop(view);

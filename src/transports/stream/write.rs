@@ -285,14 +285,29 @@ impl StreamCore {
     }
 }
 
+/// A copy of the bytes of a buffer of any format (a memoryview of an `array('i')`, say), as the
+/// socket module's `send` reads them; one that is not C-contiguous is copied in its logical
+/// order.
+pub(super) fn copy_buffer(data: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let view = pyo3::buffer::PyUntypedBuffer::get(data)?;
+    if view.is_c_contiguous() {
+        // SAFETY: a C-contiguous buffer of `len_bytes()` bytes, kept alive by `view`.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(view.buf_ptr().cast::<u8>(), view.len_bytes()) };
+        return Ok(bytes.to_vec());
+    }
+    drop(view);
+    let bytes = PyMemoryView::from(data)?.call_method0(intern!(data.py(), "tobytes"))?;
+    Ok(bytes.cast::<PyBytes>()?.as_bytes().to_vec())
+}
+
 /// Turn a bytes-like object into a chunk: `bytes` by reference, anything else copied.
 pub(super) fn to_chunk(data: &Bound<'_, PyAny>) -> PyResult<WriteChunk> {
     if let Ok(b) = data.cast::<PyBytes>() {
         return Ok(WriteChunk::bytes(b));
     }
     if data.is_instance_of::<PyByteArray>() || data.is_instance_of::<PyMemoryView>() {
-        let view = pyo3::buffer::PyBuffer::<u8>::get(data)?;
-        return Ok(WriteChunk::Owned(view.to_vec(data.py())?));
+        return Ok(WriteChunk::Owned(copy_buffer(data)?));
     }
     Err(PyTypeError::new_err(format!(
         "data argument must be a bytes-like object, not {}",
