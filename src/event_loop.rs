@@ -708,8 +708,9 @@ pub(crate) fn sockaddr_to_py<'py>(
     }
     /// inet_ntop of the address at `src` in `family`.
     fn host(family: i32, src: *const libc::c_void) -> PyResult<String> {
-        let mut buf = [0 as libc::c_char; 64]; // INET6_ADDRSTRLEN is 46
-                                               // SAFETY: `src` points to an in_addr/in6_addr of `family`; `buf` is 64 bytes long.
+        // INET6_ADDRSTRLEN is 46.
+        let mut buf = [0 as libc::c_char; 64];
+        // SAFETY: `src` points to an in_addr/in6_addr of `family`; `buf` is 64 bytes long.
         let out = unsafe { inet_ntop(family, src, buf.as_mut_ptr(), buf.len() as _) };
         if out.is_null() {
             return Err(os_error(io::Error::last_os_error()));

@@ -4,12 +4,13 @@
 //! (`Handle._run`), a protocol's (`_fatal_error`), a datagram error (`error_received`). So an
 //! exception handler that calls `logging.exception()`, `traceback.print_exc()` or
 //! `sys.exc_info()` sees that exception. Native code that caught the error as a `PyErr` makes
-//! the same call under `handling`.
+//! the same call under `handling` (`call_handling`, `report` for the usual `obj.method(exc, message)`).
 
 use std::ptr;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 /// Run `f` with `exc` (an exception instance) as the exception being handled, as the body of
 /// `except ... as exc:` runs; the one handled before is restored afterwards, even if `f` panics.
@@ -44,4 +45,31 @@ pub(crate) fn handling<R>(exc: &Bound<'_, PyAny>, f: impl FnOnce() -> R) -> R {
         restore
     };
     f()
+}
+
+/// `obj.<name>(exc)`, or `obj.<name>(exc, message)`, called inside `except ... as exc:` as
+/// asyncio calls `_fatal_error` and `error_received`.
+pub(crate) fn call_handling(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    exc: &Bound<'_, PyAny>,
+    message: Option<&str>,
+) -> PyResult<()> {
+    handling(exc, || match message {
+        Some(message) => obj.call_method1(name, (exc, message)),
+        None => obj.call_method1(name, (exc,)),
+    })
+    .map(drop)
+}
+
+/// `call_handling` for an error caught from Python: its exception, with its traceback (before
+/// 3.12 an error keeps it beside the exception, and `PyErr::value` leaves it off).
+pub(crate) fn report(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, PyString>,
+    err: PyErr,
+    message: Option<&str>,
+) -> PyResult<()> {
+    let exc = err.into_value(obj.py()).into_bound(obj.py()).into_any();
+    call_handling(obj, name, &exc, message)
 }

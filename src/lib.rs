@@ -28,6 +28,7 @@ fn _oxloop(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fastcall::install(&m.py().get_type::<event_loop::LoopCore>())?;
     m.add_class::<transports::stream::StreamCore>()?;
     m.add_function(wrap_pyfunction!(fastcall::transport_methods, m)?)?;
+    m.add_function(wrap_pyfunction!(sock_ops::native_socket, m)?)?;
     m.add_class::<transports::datagram::DatagramCore>()?;
     m.add_class::<transports::sslproto::SSLProtocolBase>()?;
     m.add_class::<transports::sslproto::NativeAttribute>()?;

@@ -120,6 +120,26 @@ pub(crate) fn native_method(sock: &Bound<'_, PyAny>, name: &Bound<'_, PyString>)
     Ok(sock.get_type().is(socket) || inherits(sock, socket, name)?)
 }
 
+/// `native_socket(sock, names)`: whether system calls may stand for all these methods of `sock`
+/// (`native_method` for each). The Python glue asks it once per connection or server: a socket
+/// with I/O methods of its own gets asyncio's transport, or asyncio's accepting, which call them.
+#[pyfunction]
+pub(crate) fn native_socket(
+    sock: &Bound<'_, PyAny>,
+    names: Vec<Bound<'_, PyString>>,
+) -> PyResult<bool> {
+    let socket = socket_class(sock.py())?;
+    if sock.get_type().is(socket) {
+        return Ok(true);
+    }
+    for name in &names {
+        if !inherits(sock, socket, name)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// `native_method` for anything but an exact `socket.socket`: a subclass that neither
 /// overrides the method nor shadows it on the instance.
 fn inherits(

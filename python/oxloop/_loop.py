@@ -34,13 +34,21 @@ from asyncio.log import logger
 from selectors import _fileobj_to_fd  # type: ignore[attr-defined]
 
 from ._connect import create_connection, create_unix_connection, start_connect
-from ._oxloop import Acceptor, Handle, LoopCore, NewSocket, StreamCore, TimerHandle
+from ._oxloop import (
+    Acceptor,
+    Handle,
+    LoopCore,
+    NewSocket,
+    StreamCore,
+    TimerHandle,
+    native_socket,
+)
 from ._transports import (
     _ACCEPT_CALLS,
+    _TRANSPORT_CALLS,
     _DatagramTransport,
     _ReadPipeTransport,
     _SocketTransport,
-    runs_natively,
 )
 
 # Loops running in daemon threads. At exit (atexit runs before the interpreter finalizes) each
@@ -339,7 +347,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
                        *timeouts):
         """Accept natively (an ``Acceptor`` as the listening socket's reader); debug mode, and a
         socket with an ``accept`` of its own, take asyncio's ``_accept_connection``."""
-        if self._debug or not runs_natively(sock, _ACCEPT_CALLS):
+        if self._debug or not native_socket(sock, _ACCEPT_CALLS):
             return self._start_serving_py(
                 protocol_factory, sock, sslcontext, server, backlog, *timeouts
             )
@@ -372,7 +380,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
     def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
         """The native transport; for a socket with I/O methods of its own (a subclass that
         overrides ``recv`` or ``send``, say), asyncio's, which calls them."""
-        if runs_natively(sock):
+        if native_socket(sock, _TRANSPORT_CALLS):
             return StreamCore._create(_SocketTransport, self, sock, protocol, waiter, extra, server)
         return selector_events._SelectorSocketTransport(self, sock, protocol, waiter, extra, server)
 

@@ -128,22 +128,6 @@ _TRANSPORT_CALLS = (
 _ACCEPT_CALLS = ("accept", "_accept")
 
 
-def runs_natively(sock, calls=_TRANSPORT_CALLS) -> bool:
-    """Whether system calls may stand for these methods of sock: it is a ``socket.socket``, or a
-    subclass that neither overrides one of them nor shadows one on the instance. Anything else
-    gets asyncio's own code, which calls them."""
-    cls = type(sock)
-    if cls is socket.socket:
-        return True
-    if not issubclass(cls, socket.socket):
-        return False
-    own = getattr(sock, "__dict__", {})
-    return all(
-        getattr(cls, name, None) is getattr(socket.socket, name, None) and name not in own
-        for name in calls
-    )
-
-
 # Python 3.13's Server counts its transports (close_clients/abort_clients).
 StreamCore._configure(base_events.Server._attach.__code__.co_argcount == 2)
 

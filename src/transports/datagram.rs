@@ -8,7 +8,7 @@
 //! the common case of `sendto`. The
 //! socket belongs to the Python socket object: this core never closes it.
 
-use crate::exc_info::handling;
+use crate::exc_info::report;
 use crate::lock::Mutex;
 use std::os::fd::RawFd;
 
@@ -124,13 +124,8 @@ impl DatagramCore {
         match err.kind() {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => slow(addr),
             _ => {
-                let exc = os_error_from(&err).into_value(py).into_bound(py).into_any();
-                handling(&exc, || {
-                    protocol
-                        .bind(py)
-                        .call_method1(intern!(py, "error_received"), (&exc,))
-                })?;
-                Ok(())
+                let name = intern!(py, "error_received");
+                report(protocol.bind(py), name, os_error_from(&err), None)
             }
         }
     }
@@ -171,19 +166,11 @@ impl DatagramCore {
                 if e.is_instance_of::<PyBlockingIOError>(py)
                     || e.is_instance_of::<PyInterruptedError>(py) => {}
             Err(e) if e.is_instance_of::<PyOSError>(py) => {
-                let exc = e.into_value(py).into_bound(py).into_any();
-                handling(&exc, || {
-                    protocol.call_method1(intern!(py, "error_received"), (&exc,))
-                })?;
+                report(protocol, intern!(py, "error_received"), e, None)?;
             }
             Err(e) => {
-                let exc = e.into_value(py).into_bound(py).into_any();
-                handling(&exc, || {
-                    transport.bind(py).call_method1(
-                        intern!(py, "_fatal_error"),
-                        (&exc, "Fatal read error on datagram transport"),
-                    )
-                })?;
+                let message = Some("Fatal read error on datagram transport");
+                report(transport.bind(py), intern!(py, "_fatal_error"), e, message)?;
             }
         }
         Ok(())

@@ -22,7 +22,7 @@
 //! descriptor and closes it itself. Most servers never ask, and making one costs a Python
 //! `__init__`, a `getsockname` (the socket module checks the descriptor) and a Python `close`.
 
-use crate::exc_info::handling;
+use crate::exc_info::report;
 use crate::lock::Mutex;
 use std::io;
 use std::os::fd::RawFd;
@@ -508,10 +508,7 @@ impl StreamCore {
     fn fatal_error(slf: &Bound<'_, Self>, err: PyErr, message: &str) -> PyResult<()> {
         let py = slf.py();
         if let Some(t) = slf.get().transport(py) {
-            let exc = err.into_value(py).into_bound(py).into_any();
-            handling(&exc, || {
-                t.call_method1(intern!(py, "_fatal_error"), (&exc, message))
-            })?;
+            report(&t, intern!(py, "_fatal_error"), err, Some(message))?;
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! directly. What is left to asyncio's Python methods: `_abort`, `_fatal_error`, the timeout
 //! checks, and `eof_received` (a peer's half-close).
 
-use crate::exc_info::handling;
+use crate::exc_info::{call_handling, report};
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyRuntimeError, PySystemExit};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -219,10 +219,7 @@ impl SSLProtocolBase {
                 } else {
                     "SSL handshake failed"
                 };
-                handling(&exc, || {
-                    me.obj
-                        .call_method1(intern!(py, "_fatal_error"), (&exc, message))
-                })?;
+                call_handling(me.obj, intern!(py, "_fatal_error"), &exc, Some(message))?;
                 return Self::wakeup_waiter(me, Some(&exc));
             }
             Err(e) => return Err(e),
@@ -329,10 +326,7 @@ impl SSLProtocolBase {
         let py = me.py();
         Self::cancel_timeout(me, intern!(py, "_shutdown_timeout_handle"), false)?;
         if shutdown_exc.is_truthy()? {
-            handling(shutdown_exc, || {
-                me.obj
-                    .call_method1(intern!(py, "_fatal_error"), (shutdown_exc,))
-            })?;
+            call_handling(me.obj, intern!(py, "_fatal_error"), shutdown_exc, None)?;
         } else {
             let close = me.get(A::Transport)?.getattr(intern!(py, "close"))?;
             me.attr(intern!(py, "_loop"))?
@@ -367,12 +361,7 @@ impl SSLProtocolBase {
                     && !e.is_instance_of::<PySystemExit>(py) =>
             {
                 let message = "Error calling eof_received()";
-                let exc = e.into_value(py).into_bound(py).into_any();
-                handling(&exc, || {
-                    me.obj
-                        .call_method1(intern!(py, "_fatal_error"), (&exc, message))
-                })
-                .map(drop)
+                report(me.obj, intern!(py, "_fatal_error"), e, Some(message))
             }
             other => other,
         }

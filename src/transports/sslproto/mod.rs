@@ -28,7 +28,7 @@ mod records;
 
 pub use attributes::NativeAttribute;
 
-use crate::exc_info::handling;
+use crate::exc_info::report;
 use std::cell::UnsafeCell;
 
 use pyo3::exceptions::{PyAttributeError, PyException};
@@ -379,12 +379,8 @@ fn fatal_on_exception(obj: &Bound<'_, PyAny>, result: PyResult<()>) -> PyResult<
     let py = obj.py();
     match result {
         Err(e) if e.is_instance_of::<PyException>(py) => {
-            let message = intern!(py, "Fatal error on SSL protocol");
-            let exc = e.into_value(py).into_bound(py).into_any();
-            handling(&exc, || {
-                obj.call_method1(intern!(py, "_fatal_error"), (&exc, message))
-            })
-            .map(drop)
+            let message = Some("Fatal error on SSL protocol");
+            report(obj, intern!(py, "_fatal_error"), e, message)
         }
         other => other,
     }
