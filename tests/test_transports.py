@@ -758,15 +758,24 @@ def test_scoped_ipv6_addresses_as_the_socket_module_gives_them(loop, stock_loop)
             sender.sendto(b"x", receiver.get_extra_info("sockname"))
             addr = await asyncio.wait_for(got, 5)
             listener = bound(socket.SOCK_STREAM)
-            server = await loop.create_server(asyncio.Protocol, sock=listener)
+            accepted = []
+
+            class Accepted(asyncio.Protocol):
+                def connection_made(self, transport):
+                    accepted.append(transport)
+
+            server = await loop.create_server(Accepted, sock=listener)
             client = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
             client.connect(listener.getsockname())
             transport, _ = await loop.create_connection(asyncio.Protocol, sock=client)
             names = [transport.get_extra_info(k) for k in ("sockname", "peername")]
-            for t in (transport, receiver, sender):
+            while not accepted:
+                await asyncio.sleep(0.001)
+            for t in (transport, receiver, sender, *accepted):
                 t.close()
             server.close()
             await server.wait_closed()
+            await asyncio.sleep(0)  # their connection_lost
             # The ports differ from run to run: the host and scope_id are what is compared.
             return [(a[0], a[3]) for a in (addr, *names)]
 
