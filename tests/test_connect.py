@@ -313,6 +313,38 @@ def test_all_errors_raises_an_exception_group(loop, stock_loop):
     assert isinstance(exc, ExceptionGroup)  # noqa: F821 - a builtin from 3.11 on
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda loop: loop.create_connection(asyncio.Protocol, "localhost", 80),
+        lambda loop: loop.create_connection(
+            asyncio.Protocol, "127.0.0.1", 80, local_addr=("localhost", 0)
+        ),
+        lambda loop: loop.create_server(asyncio.Protocol, "localhost", 0),
+        lambda loop: loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("localhost", 0)
+        ),
+        lambda loop: loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, remote_addr=("localhost", 9)
+        ),
+    ],
+    ids=["connection", "connection local_addr", "server", "datagram local", "datagram remote"],
+)
+def test_no_addresses_resolved_as_on_asyncio(loop, stock_loop, call):
+    """A name that resolves to nothing (loop.getaddrinfo returns []): the OSError asyncio
+    raises, same text (test_base_events checks it by patching asyncio's own socket module)."""
+
+    async def connect(loop):
+        async def no_addresses(*args, **kwargs):
+            return []
+
+        loop.getaddrinfo = no_addresses
+        await call(loop)
+
+    exc = assert_fails_like_asyncio(loop, stock_loop, connect)
+    assert type(exc) is OSError and "returned empty list" in str(exc)
+
+
 @pytest.mark.parametrize("port", [70000, "x"])
 def test_bad_ports_as_on_asyncio(loop, stock_loop, port):
     async def connect(loop):

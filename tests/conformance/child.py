@@ -20,6 +20,7 @@ Events, one JSON object per line, flushed as they happen so that a crash loses n
 
 from __future__ import annotations
 
+import asyncio
 import faulthandler
 import importlib
 import inspect
@@ -36,6 +37,9 @@ from asyncio import unix_events
 # The methods through which a test class builds its own loop, and what marks a selector variant.
 LOOP_METHODS = ("create_event_loop", "new_loop")
 SELECTOR_CALL = "SelectorEventLoop("
+# What a test class's own setUp says when it builds the stock loop there (test_base_events,
+# test_unix_events) rather than in a loop method.
+SETUP_CALL = "self.loop = asyncio.SelectorEventLoop()"
 DETAIL_LIMIT = 4000  # characters of traceback kept per test
 # A test's outcome is the most severe one reported for it (subtests report several).
 SEVERITY = {"pass": 0, "xfail": 1, "skip": 1, "fail": 2, "error": 2}
@@ -115,13 +119,51 @@ def _variant_rank(cls) -> int:
     return 2
 
 
+def _builds_loop_in_setup(cls) -> bool:
+    """``cls`` (not a base) defines a setUp that makes ``asyncio.SelectorEventLoop()``."""
+    setup = vars(cls).get("setUp")
+    try:
+        return setup is not None and SETUP_CALL in inspect.getsource(setup)
+    except (OSError, TypeError):
+        return False
+
+
+def _variant_name(module, base: type) -> str:
+    name = "Oxloop" + re.sub(r"EPoll|Epoll|Kqueue|Selector|Select|Poll", "", base.__name__)
+    while hasattr(module, name):
+        name += "_"
+    return name
+
+
+def _setup_variant(module, base: type, factory: LoopFactory) -> type:
+    """A subclass of ``base`` whose setUp, the original one, gets our loop from its
+    ``asyncio.SelectorEventLoop()``: the name is the factory while it runs."""
+    original = base.setUp
+
+    def setUp(self):
+        stock = asyncio.SelectorEventLoop
+        asyncio.SelectorEventLoop = factory
+        try:
+            original(self)
+        finally:
+            asyncio.SelectorEventLoop = stock
+
+    name = _variant_name(module, base)
+    cls = type(
+        name, (base,), {"setUp": setUp, "__module__": module.__name__, "__qualname__": name}
+    )
+    setattr(module, name, cls)
+    return cls
+
+
 def loop_variants(module, factory: LoopFactory) -> tuple[list[type], list[type]]:
     """Replace the module's selector-loop test classes by one class per family running our loop.
 
     A family is the selector variants sharing the same bases (test_events' EPoll/Poll/Select
     ``EventLoopTests`` are one family). Its loop variant subclasses the epoll member (so it keeps
     that member's overrides) and returns our loop from the loop method. The class is named
-    ``Oxloop<Name>`` whichever loop is under test, so test ids compare across loops.
+    ``Oxloop<Name>`` whichever loop is under test, so test ids compare across loops. A class
+    whose own setUp makes the stock loop is replaced likewise, by ``_setup_variant``.
     Returns (the module's TestCase classes to run, the generated ones).
     """
     classes = [
@@ -137,9 +179,7 @@ def loop_variants(module, factory: LoopFactory) -> tuple[list[type], list[type]]
     for members in families.values():
         base = min(members, key=lambda c: (_variant_rank(c), c.__name__))
         method = _loop_method(base)[0]
-        name = "Oxloop" + re.sub(r"EPoll|Epoll|Kqueue|Selector|Select|Poll", "", base.__name__)
-        while hasattr(module, name):
-            name += "_"
+        name = _variant_name(module, base)
 
         def make_loop(self):
             return factory()
@@ -152,6 +192,10 @@ def loop_variants(module, factory: LoopFactory) -> tuple[list[type], list[type]]
         setattr(module, name, cls)
         generated.append(cls)
     variants = {c for members in families.values() for c in members}
+    for cls in classes:
+        if cls not in variants and _builds_loop_in_setup(cls):
+            generated.append(_setup_variant(module, cls, factory))
+            variants.add(cls)
     kept = [c for c in classes if c not in variants] + generated
     return sorted(kept, key=lambda c: c.__name__), generated
 

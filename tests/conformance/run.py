@@ -10,10 +10,13 @@ Usage (the Python version is the interpreter's; another one: ``PYENV_VERSION=3.1
     python3 tests/conformance/run.py --json results-3.11.json
     python3 tests/conformance/run.py --report docs/compatibility.md results-3.1*.json
 
-The modules: test_buffered_proto, test_context, test_eager_task_factory, test_events,
-test_futures2, test_locks, test_queues, test_sendfile, test_server, test_sock_lowlevel, test_ssl,
-test_sslproto, test_staggered, test_streams, test_subprocess, test_taskgroups, test_tasks,
-test_threads, test_timeouts, test_waitfor: those this Python has.
+The modules: test_base_events, test_buffered_proto, test_context, test_eager_task_factory,
+test_events, test_futures2, test_locks, test_queues, test_sendfile, test_server,
+test_sock_lowlevel, test_ssl, test_sslproto, test_staggered, test_streams, test_subprocess,
+test_taskgroups, test_tasks, test_threads, test_timeouts, test_unix_events, test_waitfor: those
+this Python has. (The rest of test_asyncio makes no loop of the policy's: test_futures,
+test_pep492, test_protocols, test_runners, test_selector_events and test_transports use mock
+loops or asyncio's own classes directly, and the Windows modules skip.)
 
 How the suite is pointed at the loop, without touching CPython's files (see child.py):
 
@@ -27,6 +30,10 @@ How the suite is pointed at the loop, without touching CPython's files (see chil
   (EPoll/Poll/Select), by one ``Oxloop<Name>`` subclass of the epoll variant whose loop method
   returns our loop. It is named so under ``--loop asyncio``/``uvloop`` too: ids compare across
   loops. (test_ssl's ``new_loop`` calls ``asyncio.new_event_loop()``: the factory covers it.)
+- Test classes whose own ``setUp`` does ``self.loop = asyncio.SelectorEventLoop()``
+  (test_base_events' ``BaseEventLoopWithSelectorTests``, test_unix_events' signal and Unix socket
+  tests) are replaced by an ``Oxloop<Name>`` subclass whose setUp runs the original one with
+  ``asyncio.SelectorEventLoop`` standing for the factory.
 - Every loop the factory makes is counted per test. A test that passes without having made one
   (many use test_utils' mock ``TestLoop``, some no loop at all) is reported as "passed without a
   loop" ("no loop" below) and is not a pass: it says nothing about the loop under test.
@@ -44,7 +51,9 @@ is first run once more, alone, and reported as flaky if it passes then. ``--upda
 newly passing tests; it drops none unless ``--allow-shrink``.
 
 Exclusions: ``excluded.txt`` beside this file, ``<test id>  <reason>`` per line. A test may be
-excluded only if it patches the stock loop's private internals. Excluded tests run on no loop.
+excluded only if it patches the stock loop's private internals (its modules' globals, such
+as ``asyncio.base_events.socket``, or its private attributes) or calls its private methods.
+Excluded tests run on no loop.
 
 Output: a line per module as it ends, then the table (passed, no loop, failed, errors, crashed,
 timed out, skipped, not run, excluded), and last, alone, ``N passed, N failed``: passed counts
@@ -98,6 +107,8 @@ SELECTION = (
     "test_queues",
     "test_threads",
     "test_server",
+    "test_base_events",
+    "test_unix_events",
     "test_staggered",
     "test_buffered_proto",
     "test_futures2",
