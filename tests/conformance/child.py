@@ -40,6 +40,9 @@ SELECTOR_CALL = "SelectorEventLoop("
 # What a test class's own setUp says when it builds the stock loop there (test_base_events,
 # test_unix_events) rather than in a loop method.
 SETUP_CALL = "self.loop = asyncio.SelectorEventLoop()"
+# test_runners' BaseTest.new_loop: an asyncio.BaseEventLoop with its selector and self-pipe
+# mocked (the tests do no I/O), whose shutdown_asyncgens only records that it was called.
+BASE_LOOP_CALL = "loop = asyncio.BaseEventLoop()"
 DETAIL_LIMIT = 4000  # characters of traceback kept per test
 # A test's outcome is the most severe one reported for it (subtests report several).
 SEVERITY = {"pass": 0, "xfail": 1, "skip": 1, "fail": 2, "error": 2}
@@ -156,6 +159,38 @@ def _setup_variant(module, base: type, factory: LoopFactory) -> type:
     return cls
 
 
+def _makes_base_loop(cls) -> bool:
+    """``cls`` gets its ``new_loop`` from a class that makes ``asyncio.BaseEventLoop()``."""
+    found = _loop_method(cls)
+    try:
+        return found is not None and BASE_LOOP_CALL in inspect.getsource(found[1])
+    except (OSError, TypeError):
+        return False
+
+
+def _base_loop_variant(module, base: type, factory: LoopFactory) -> type:
+    """A subclass of ``base`` whose ``new_loop`` makes our loop, with the one public change the
+    original makes (``shutdown_asyncgens`` records its call in ``shutdown_ag_run``, which the
+    tests check) and none of its mocks of asyncio's private attributes."""
+
+    def new_loop(self):
+        loop = factory()
+        loop.shutdown_ag_run = False
+
+        async def shutdown_asyncgens():
+            loop.shutdown_ag_run = True
+
+        loop.shutdown_asyncgens = shutdown_asyncgens
+        return loop
+
+    name = _variant_name(module, base)
+    cls = type(
+        name, (base,), {"new_loop": new_loop, "__module__": module.__name__, "__qualname__": name}
+    )
+    setattr(module, name, cls)
+    return cls
+
+
 def loop_variants(module, factory: LoopFactory) -> tuple[list[type], list[type]]:
     """Replace the module's selector-loop test classes by one class per family running our loop.
 
@@ -163,7 +198,8 @@ def loop_variants(module, factory: LoopFactory) -> tuple[list[type], list[type]]
     ``EventLoopTests`` are one family). Its loop variant subclasses the epoll member (so it keeps
     that member's overrides) and returns our loop from the loop method. The class is named
     ``Oxloop<Name>`` whichever loop is under test, so test ids compare across loops. A class
-    whose own setUp makes the stock loop is replaced likewise, by ``_setup_variant``.
+    whose own setUp makes the stock loop is replaced likewise, by ``_setup_variant``, and one
+    whose ``new_loop`` makes a bare ``asyncio.BaseEventLoop`` by ``_base_loop_variant``.
     Returns (the module's TestCase classes to run, the generated ones).
     """
     classes = [
@@ -195,6 +231,9 @@ def loop_variants(module, factory: LoopFactory) -> tuple[list[type], list[type]]
     for cls in classes:
         if cls not in variants and _builds_loop_in_setup(cls):
             generated.append(_setup_variant(module, cls, factory))
+            variants.add(cls)
+        elif cls not in variants and _makes_base_loop(cls) and cls.__dict__.get("new_loop") is None:
+            generated.append(_base_loop_variant(module, cls, factory))
             variants.add(cls)
     kept = [c for c in classes if c not in variants] + generated
     return sorted(kept, key=lambda c: c.__name__), generated
