@@ -43,6 +43,9 @@ SETUP_CALL = "self.loop = asyncio.SelectorEventLoop()"
 # test_runners' BaseTest.new_loop: an asyncio.BaseEventLoop with its selector and self-pipe
 # mocked (the tests do no I/O), whose shutdown_asyncgens only records that it was called.
 BASE_LOOP_CALL = "loop = asyncio.BaseEventLoop()"
+# Modules whose tests take a mock loop from test_utils only for want of a real one (see
+# real_test_loops).
+REAL_LOOP_MODULES = ("test_futures", "test_tasks")
 DETAIL_LIMIT = 4000  # characters of traceback kept per test
 # A test's outcome is the most severe one reported for it (subtests report several).
 SEVERITY = {"pass": 0, "xfail": 1, "skip": 1, "fail": 2, "error": 2}
@@ -90,6 +93,27 @@ def install_factory(factory: LoopFactory) -> None:
     ``IsolatedAsyncioTestCase``. A staticmethod, so the policy does not bind itself to it.
     """
     _policy_class()._loop_factory = staticmethod(factory)
+
+
+def real_test_loops(factory: LoopFactory) -> None:
+    """``test_utils.TestCase.new_test_loop()`` without a time generator makes a loop of the
+    factory instead of test_utils' ``TestLoop`` (a ``BaseEventLoop`` over a mock selector, with
+    a clock that moves only as the generator says). Without a generator that clock never moves,
+    so such a test uses no timers: what it checks of Futures and Tasks it then checks on the
+    loop under test. Done for ``REAL_LOOP_MODULES`` only: elsewhere (test_unix_events' pipe
+    transport tests) the mock loop's own methods, ``assert_reader`` and the like, are used."""
+    from test.test_asyncio import utils as test_utils
+
+    mock_loop = test_utils.TestCase.new_test_loop
+
+    def new_test_loop(self, gen=None):
+        if gen is not None:
+            return mock_loop(self, gen)
+        loop = factory()
+        self.set_event_loop(loop)
+        return loop
+
+    test_utils.TestCase.new_test_loop = new_test_loop
 
 
 def _loop_method(cls):
@@ -383,6 +407,8 @@ def main(config_path: str) -> None:
 
     factory = LoopFactory(config["loop"])
     install_factory(factory)
+    if config["module"] in REAL_LOOP_MODULES:
+        real_test_loops(factory)
     faulthandler.dump_traceback_later(config["timeout"], exit=True, file=fh_file)
     try:
         module = importlib.import_module("test.test_asyncio." + config["module"])

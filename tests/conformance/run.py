@@ -11,10 +11,10 @@ Usage (the Python version is the interpreter's; another one: ``PYENV_VERSION=3.1
     python3 tests/conformance/run.py --report docs/compatibility.md results-3.1*.json
 
 The modules: test_base_events, test_buffered_proto, test_context, test_eager_task_factory,
-test_events, test_futures2, test_locks, test_queues, test_runners, test_sendfile, test_server,
-test_sock_lowlevel, test_ssl, test_sslproto, test_staggered, test_streams, test_subprocess,
-test_taskgroups, test_tasks, test_threads, test_timeouts, test_unix_events, test_waitfor: those
-this Python has. (The rest of test_asyncio makes no loop that could be ours: test_futures,
+test_events, test_futures, test_futures2, test_locks, test_queues, test_runners, test_sendfile,
+test_server, test_sock_lowlevel, test_ssl, test_sslproto, test_staggered, test_streams,
+test_subprocess, test_taskgroups, test_tasks, test_threads, test_timeouts, test_unix_events,
+test_waitfor: those this Python has. (The rest of test_asyncio makes no loop that could be ours:
 test_pep492, test_protocols, test_selector_events and test_transports use mock loops or
 asyncio's own classes directly, and the Windows modules skip.)
 
@@ -37,6 +37,10 @@ How the suite is pointed at the loop, without touching CPython's files (see chil
 - test_runners' classes get their loops from ``BaseTest.new_loop``, an ``asyncio.BaseEventLoop``
   with its selector and self-pipe mocked; their ``Oxloop<Name>`` variants make ours instead, with
   the one public change the original makes (``shutdown_asyncgens`` records that it ran).
+- In test_tasks and test_futures, ``test_utils.TestCase.new_test_loop()`` called without a time
+  generator makes a loop of the factory instead of test_utils' mock ``TestLoop`` (whose clock,
+  with no generator, never moves: those tests use no timers). Their Future and Task checks then
+  run on the loop under test. With a generator, the mock loop stays.
 - Every loop the factory makes is counted per test. A test that passes without having made one
   (many use test_utils' mock ``TestLoop``, some no loop at all) is reported as "passed without a
   loop" ("no loop" below) and is not a pass: it says nothing about the loop under test.
@@ -113,6 +117,7 @@ SELECTION = (
     "test_base_events",
     "test_unix_events",
     "test_runners",
+    "test_futures",
     "test_staggered",
     "test_buffered_proto",
     "test_futures2",
