@@ -125,15 +125,17 @@ def _loop_method(cls):
     return None
 
 
-def _is_selector_variant(cls) -> bool:
-    found = _loop_method(cls)
-    if found is None:
-        return False
+def _says(func, text: str) -> bool:
+    """``func``'s source contains ``text`` (False without a function or its source)."""
     try:
-        source = inspect.getsource(found[1])
+        return func is not None and text in inspect.getsource(func)
     except (OSError, TypeError):
         return False
-    return SELECTOR_CALL in source
+
+
+def _is_selector_variant(cls) -> bool:
+    found = _loop_method(cls)
+    return found is not None and _says(found[1], SELECTOR_CALL)
 
 
 def _variant_rank(cls) -> int:
@@ -148,18 +150,17 @@ def _variant_rank(cls) -> int:
 
 def _builds_loop_in_setup(cls) -> bool:
     """``cls`` (not a base) defines a setUp that makes ``asyncio.SelectorEventLoop()``."""
-    setup = vars(cls).get("setUp")
-    try:
-        return setup is not None and SETUP_CALL in inspect.getsource(setup)
-    except (OSError, TypeError):
-        return False
+    return _says(vars(cls).get("setUp"), SETUP_CALL)
 
 
-def _variant_name(module, base: type) -> str:
+def _variant(module, base: type, methods: dict) -> type:
+    """``Oxloop<Name>``, a subclass of ``base`` with ``methods``, put in ``module``."""
     name = "Oxloop" + re.sub(r"EPoll|Epoll|Kqueue|Selector|Select|Poll", "", base.__name__)
     while hasattr(module, name):
         name += "_"
-    return name
+    cls = type(name, (base,), {**methods, "__module__": module.__name__, "__qualname__": name})
+    setattr(module, name, cls)
+    return cls
 
 
 def _setup_variant(module, base: type, factory: LoopFactory) -> type:
@@ -175,21 +176,13 @@ def _setup_variant(module, base: type, factory: LoopFactory) -> type:
         finally:
             asyncio.SelectorEventLoop = stock
 
-    name = _variant_name(module, base)
-    cls = type(
-        name, (base,), {"setUp": setUp, "__module__": module.__name__, "__qualname__": name}
-    )
-    setattr(module, name, cls)
-    return cls
+    return _variant(module, base, {"setUp": setUp})
 
 
 def _makes_base_loop(cls) -> bool:
     """``cls`` gets its ``new_loop`` from a class that makes ``asyncio.BaseEventLoop()``."""
     found = _loop_method(cls)
-    try:
-        return found is not None and BASE_LOOP_CALL in inspect.getsource(found[1])
-    except (OSError, TypeError):
-        return False
+    return found is not None and _says(found[1], BASE_LOOP_CALL)
 
 
 def _base_loop_variant(module, base: type, factory: LoopFactory) -> type:
@@ -207,12 +200,7 @@ def _base_loop_variant(module, base: type, factory: LoopFactory) -> type:
         loop.shutdown_asyncgens = shutdown_asyncgens
         return loop
 
-    name = _variant_name(module, base)
-    cls = type(
-        name, (base,), {"new_loop": new_loop, "__module__": module.__name__, "__qualname__": name}
-    )
-    setattr(module, name, cls)
-    return cls
+    return _variant(module, base, {"new_loop": new_loop})
 
 
 def loop_variants(module, factory: LoopFactory) -> tuple[list[type], list[type]]:
@@ -239,18 +227,11 @@ def loop_variants(module, factory: LoopFactory) -> tuple[list[type], list[type]]
     for members in families.values():
         base = min(members, key=lambda c: (_variant_rank(c), c.__name__))
         method = _loop_method(base)[0]
-        name = _variant_name(module, base)
 
         def make_loop(self):
             return factory()
 
-        cls = type(
-            name,
-            (base,),
-            {method: make_loop, "__module__": module.__name__, "__qualname__": name},
-        )
-        setattr(module, name, cls)
-        generated.append(cls)
+        generated.append(_variant(module, base, {method: make_loop}))
     variants = {c for members in families.values() for c in members}
     for cls in classes:
         if cls not in variants and _builds_loop_in_setup(cls):
