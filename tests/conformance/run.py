@@ -580,6 +580,31 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(x) for x in version.split("."))
 
 
+def stock_comparison(all_results: list[dict]) -> list[str]:
+    """Lines saying, per Python with results of both loops, which tests pass on the stock loop
+    but not on oxloop (a skip or "no loop" on oxloop included)."""
+    by_run = {(r["version"], r["loop"]): r for r in all_results}
+    lines = []
+    for version in sorted({v for v, _ in by_run}, key=version_key):
+        stock, ours = by_run.get((version, "asyncio")), by_run.get((version, "oxloop"))
+        if stock is None or ours is None:
+            continue
+        outcome = {
+            r["id"]: category(r) + (f": {r['message']}" if r["outcome"] == "skip" else "")
+            for r in ours["tests"]
+        }
+        behind = sorted(
+            (r["id"], outcome.get(r["id"], "absent"))
+            for r in stock["tests"]
+            if category(r) == "pass" and outcome.get(r["id"]) != "pass"
+        )
+        tests = ", ".join(f"`{i}` ({what})" for i, what in behind) or "none"
+        lines.append(f"- {version}: passed on asyncio, not on oxloop: {tests}.")
+    if not lines:
+        return []
+    return ["", "Against the stock loop, run on the same tests:", "", *lines]
+
+
 def write_report(path: Path, all_results: list[dict]) -> None:
     # One result per Python and loop: the last one given.
     by_run = {(r["python"], r["loop"]): r for r in all_results}
@@ -612,6 +637,7 @@ def write_report(path: Path, all_results: list[dict]) -> None:
             + f" | {len(res['tests'])} |"
         )
 
+    out += stock_comparison(all_results)
     out += [
         "",
         "## Passed per module",
@@ -671,7 +697,8 @@ def write_report(path: Path, all_results: list[dict]) -> None:
         "",
         "## Excluded tests",
         "",
-        "Run on no loop: they patch the stock loop's private internals.",
+        "Run on no loop: they patch the stock loop's private internals or call its private",
+        "methods.",
         "The list, with the reasons: `tests/conformance/excluded.txt`.",
         "",
     ]
