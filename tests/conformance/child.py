@@ -233,13 +233,14 @@ def loop_variants(module, factory: LoopFactory) -> tuple[list[type], list[type]]
 
         generated.append(_variant(module, base, {method: make_loop}))
     variants = {c for members in families.values() for c in members}
-    for cls in classes:
-        if cls not in variants and _builds_loop_in_setup(cls):
+    for cls in [c for c in classes if c not in variants]:
+        if _builds_loop_in_setup(cls):
             generated.append(_setup_variant(module, cls, factory))
-            variants.add(cls)
-        elif cls not in variants and _makes_base_loop(cls) and cls.__dict__.get("new_loop") is None:
+        elif _makes_base_loop(cls):
             generated.append(_base_loop_variant(module, cls, factory))
-            variants.add(cls)
+        else:
+            continue
+        variants.add(cls)
     kept = [c for c in classes if c not in variants] + generated
     return sorted(kept, key=lambda c: c.__name__), generated
 
