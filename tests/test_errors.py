@@ -51,7 +51,6 @@ def test_exception_in_timer_callback_goes_to_the_handler(loop):
     assert isinstance(contexts[0]["exception"], ZeroDivisionError)
 
 
-
 def _frames(exc):
     """The names of the functions in exc's traceback."""
     return [f.name for f in traceback.extract_tb(exc.__traceback__)]
@@ -97,7 +96,6 @@ def test_the_default_handler_logs_the_callbacks_traceback(loop, caplog):
     text = caplog.text
     assert "Traceback (most recent call last)" in text
     assert "in _fail_deeper" in text and "ZeroDivisionError: in callback" in text
-
 
 
 def test_the_handler_runs_while_the_exception_is_being_handled(loop, stock_loop):
