@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 
 import pytest
 
@@ -569,6 +570,87 @@ def test_write_buffer_size_right_after_a_write_as_on_asyncio(loop, stock_loop, s
     else:  # what is left depends on the socket's buffer: the same shape
         assert [type(x) for x in got] == [type(x) for x in expected]
         assert got[0] == "pause" and got[1] > 0 and got[2:] == ["returned", "resume"]
+
+
+class ClosingWriter(asyncio.Protocol):
+    """Writes `resume_bytes` in resume_writing, and notes the callbacks it gets in order."""
+
+    def __init__(self, resume_bytes=0):
+        self.resume_bytes = resume_bytes
+        self.events = []
+        self.lost = asyncio.get_event_loop().create_future()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def pause_writing(self):
+        self.events.append("pause")
+
+    def resume_writing(self):
+        self.events.append("resume")
+        self.transport.write(b"r" * self.resume_bytes)
+        self.events.append("resumed")
+
+    def connection_lost(self, exc):
+        self.events.append("lost")
+        self.lost.set_result(exc)
+
+
+def _read_to_eof(peer, got):
+    with peer:
+        while data := peer.recv(1 << 16):
+            got.append(len(data))
+
+
+def test_a_write_past_high_water_in_resume_writing_while_closing_as_on_asyncio(
+    loop, stock_loop
+):
+    """A protocol paused, then closed, whose resume_writing writes more than the high-water
+    mark: resume_writing returns before connection_lost comes, and every byte arrives."""
+
+    def run(loop):
+        async def main():
+            proto = ClosingWriter(resume_bytes=4000)
+            transport, _, peer = await accepted_pair(loop, proto)
+            transport.set_write_buffer_limits(high=2000, low=1000)
+            transport.write(b"x" * (8 << 20))
+            transport.close()
+            got = []
+            reader = threading.Thread(target=_read_to_eof, args=(peer, got))
+            reader.start()
+            await asyncio.wait_for(proto.lost, 10)
+            await loop.run_in_executor(None, reader.join)
+            return proto.events, sum(got)
+
+        return loop.run_until_complete(main())
+
+    ours = run(loop)
+    assert ours == run(stock_loop)
+    assert ours == (["pause", "resume", "resumed", "lost"], (8 << 20) + 4000)
+
+
+def test_write_buffer_size_asked_after_close_does_not_end_the_connection_then(
+    loop, stock_loop
+):
+    """get_write_buffer_size() right after write() and close(): 0, as the write went out, and
+    connection_lost comes from a later callback, as on asyncio."""
+
+    def run(loop):
+        async def main():
+            proto = ClosingWriter()
+            transport, _, peer = await accepted_pair(loop, proto)
+            with peer:
+                transport.write(b"x" * 100)
+                transport.close()
+                seen = [transport.get_write_buffer_size(), list(proto.events)]
+                await asyncio.wait_for(proto.lost, 5)
+                return seen + [proto.events, peer.recv(200)]
+
+        return loop.run_until_complete(main())
+
+    ours = run(loop)
+    assert ours == run(stock_loop)
+    assert ours == [0, [], ["lost"], b"x" * 100]
 
 
 def test_pause_and_resume_reading(loop):

@@ -665,8 +665,12 @@ impl StreamCore {
     /// asyncio's `write` would have tried it at once: what is left is what the socket did not
     /// take (0 after a write that went out, as on asyncio).
     pub(crate) fn get_write_buffer_size(slf: &Bound<'_, Self>) -> PyResult<usize> {
-        if lock(&slf.get().st).flush_scheduled {
-            Self::flush(slf)?;
+        let untried = {
+            let st = lock(&slf.get().st);
+            st.flush_scheduled && !st.writing
+        };
+        if untried {
+            Self::send_now(slf)?;
         }
         Ok(lock(&slf.get().st).queue.len())
     }

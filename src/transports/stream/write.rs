@@ -3,7 +3,10 @@
 //! that wrote returns, or at once when the queue passes the high-water mark or its size is asked
 //! for (`get_write_buffer_size`, which is then what asyncio's would say); what the socket does
 //! not take waits for a writable event. Then what asyncio's `_write_ready` does: resume the
-//! protocol, finish a pending close or `write_eof`, wake a sendfile waiter.
+//! protocol, finish a pending close or `write_eof`, wake a sendfile waiter. A send from inside
+//! `write` or `get_write_buffer_size` does what asyncio's `write` does when it tries the socket at
+//! once: it never calls the protocol back, and a close it finishes ends the connection from a
+//! callback of its own, as asyncio's `close` does.
 
 use std::cell::Cell;
 use std::io;
@@ -72,9 +75,26 @@ thread_local! {
     static DONE: Cell<Vec<WriteChunk>> = const { Cell::new(Vec::new()) };
 }
 
+/// Who sends the queue: the loop (at the end of a lap, or on a writable event), or a call of the
+/// transport's own, which must not call back into the protocol that made it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sender {
+    Loop,
+    Call,
+}
+
 impl StreamCore {
     /// Send what is queued, with one writev; then do what asyncio's `_write_ready` does.
     pub(crate) fn flush(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::send(slf, Sender::Loop)
+    }
+
+    /// Send what is queued now, from inside `write` or `get_write_buffer_size`.
+    pub(crate) fn send_now(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::send(slf, Sender::Call)
+    }
+
+    fn send(slf: &Bound<'_, Self>, sender: Sender) -> PyResult<()> {
         let this = slf.get();
         let (result, mut done, settled) = {
             let mut st = lock(&this.st);
@@ -97,7 +117,7 @@ impl StreamCore {
         DONE.set(done);
         match result {
             Ok(_) if settled => Ok(()),
-            Ok(_) => Self::after_write(slf),
+            Ok(_) => Self::after_write(slf, sender),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Self::watch_writable(slf),
             Err(e) => Self::write_error(slf, e),
         }
@@ -123,12 +143,20 @@ impl StreamCore {
     /// What asyncio's `_write_ready` does after a successful send: resume the protocol, then,
     /// once the queue is empty, drop the writer, wake a sendfile waiter, and finish a pending
     /// close or write_eof. Data still queued waits for a writable event.
-    pub(super) fn after_write(slf: &Bound<'_, Self>) -> PyResult<()> {
+    ///
+    /// After a send from a call (`Sender::Call`): with the writer still registered, nothing (the
+    /// call came from the protocol's `resume_writing` inside a `_write_ready`, which goes on when
+    /// it returns); otherwise no resume (a paused protocol has a writer registered), and a close
+    /// the send finished ends the connection from a callback of its own, as asyncio's `close`.
+    fn after_write(slf: &Bound<'_, Self>, sender: Sender) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let resume = {
             let st = lock(&this.st);
-            st.protocol_paused && st.queue.len() <= st.low_water
+            if sender == Sender::Call && st.writing {
+                return Ok(());
+            }
+            sender == Sender::Loop && st.protocol_paused && st.queue.len() <= st.low_water
         };
         if resume {
             if let Some(t) = this.transport(py) {
@@ -157,7 +185,11 @@ impl StreamCore {
             w.bind(py)
                 .call_method1(intern!(py, "set_result"), (py.None(),))?;
         }
-        if closing {
+        if closing && sender == Sender::Call {
+            // What asyncio's `close` does when its buffer is empty.
+            lock(&this.st).conn_lost += 1;
+            Self::schedule_connection_lost(slf, py.None().into_bound(py))?;
+        } else if closing {
             if let Some(t) = this.transport(py) {
                 t.call_method1(intern!(py, "_call_connection_lost"), (py.None(),))?;
             }
@@ -226,7 +258,7 @@ impl StreamCore {
     ) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let over_high = {
+        let (over_high, send_first) = {
             let mut st = lock(&this.st);
             if st.eof {
                 drop(st);
@@ -256,6 +288,7 @@ impl StreamCore {
                 }
                 return Ok(());
             }
+            let send_first = !st.writing || st.queue.is_empty();
             let _ = st.queue.push(chunk); // not empty: queued
             let over_high = st.queue.len() > st.high_water;
             if !over_high && !st.flush_scheduled && !st.writing {
@@ -264,11 +297,15 @@ impl StreamCore {
                 this.loop_.get().schedule_flush(slf.clone().unbind());
                 return Ok(());
             }
-            over_high
+            (over_high, send_first)
         };
         if over_high {
-            // Past the high-water mark: send now rather than at the end of the lap.
-            Self::flush(slf)?;
+            // Past the high-water mark: send now rather than at the end of the lap, as asyncio's
+            // write tries the socket when its buffer was empty (as it is in a `resume_writing`
+            // called by `_write_ready`), and only appends to it while a writable event is awaited.
+            if send_first {
+                Self::send_now(slf)?;
+            }
             let pause = {
                 let st = lock(&this.st);
                 st.queue.len() > st.high_water && !st.protocol_paused
