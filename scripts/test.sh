@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build oxloop, install it with its test dependencies, and run every test:
-# the Rust unit tests, the pytest suite, and CPython's test_asyncio against oxloop (the ratchet).
+# the Rust unit tests, the pytest suite, and CPython's test_asyncio and the asyncio half of
+# uvloop's tests against oxloop (each with its ratchet).
 # Usage: bash scripts/test.sh        (CI runs exactly this, through .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +30,6 @@ echo "== pytest"
 
 echo "== conformance (CPython test_asyncio on oxloop)"
 "$PY" tests/conformance/run.py --check --jobs 2
+
+echo "== conformance (uvloop's tests, their asyncio half, on oxloop)"
+"$PY" tests/conformance/run.py --suite uvloop --check --jobs 2

@@ -1,11 +1,13 @@
-"""Child side of the conformance runner: runs one CPython test_asyncio module on one loop.
+"""Child side of the conformance runner: runs one test module on one loop: of CPython's
+test_asyncio, or (``"suite": "uvloop"``, see uvloop_suite.py) the asyncio half of one of uvloop's.
 
 Started by ``run.py`` (one process per module, restarted after a crash or a hang), never by
-hand, though ``python3 child.py CONFIG.json`` works for debugging. CONFIG names the module, the
-loop (``oxloop``, ``asyncio`` or ``uvloop``), the per-test time limit, the test ids not to run
-(excluded, or done before a restart), optionally the only ids to run, a scratch directory, and
-two files: the event log this process appends JSON lines to, and the faulthandler file that a
-crash or a hang dumps its tracebacks into.
+hand, though ``python3 child.py CONFIG.json`` works for debugging. CONFIG names the suite, its
+package (and, for uvloop's, the directory it is in), the module, the loop (``oxloop``,
+``asyncio`` or ``uvloop``), the per-test time limit, the test ids not to run (excluded, or done
+before a restart), optionally the only ids to run, a scratch directory, and two files: the event
+log this process appends JSON lines to, and the faulthandler file that a crash or a hang dumps
+its tracebacks into.
 
 Events, one JSON object per line, flushed as they happen so that a crash loses nothing finished:
   {"ev": "plan", "ids": [...]}           the tests of the module (or of "only"), in run order,
@@ -245,12 +247,25 @@ def loop_variants(module, factory: LoopFactory) -> tuple[list[type], list[type]]
     return sorted(kept, key=lambda c: c.__name__), generated
 
 
+def asyncio_half(module) -> list[type]:
+    """A uvloop test module's classes that run on asyncio's loop (``tb.AIOTestCase``): with the
+    policy's factory replaced, on the loop under test. Its ``Test_UV_*`` classes are uvloop's."""
+    from uvloop import _testbase as tb
+
+    return [
+        obj
+        for _, obj in sorted(vars(module).items())
+        if isinstance(obj, type) and issubclass(obj, tb.AIOTestCase)
+    ]
+
+
 def short_id(test_id: str) -> str:
-    """``test.test_asyncio.test_x.C.m`` -> ``test_x.C.m``; class/module fixture errors likewise."""
+    """``test.test_asyncio.test_x.C.m`` (or uvloop's ``tests.test_x.C.m``) -> ``test_x.C.m``;
+    class/module fixture errors likewise."""
     m = re.fullmatch(r"(\w+) \((.+)\)", test_id)  # unittest's _ErrorHolder: "setUpClass (mod.C)"
     if m:
         test_id = f"{m.group(2)}.{m.group(1)}"
-    return test_id.removeprefix("test.test_asyncio.")
+    return test_id.removeprefix("test.test_asyncio.").removeprefix("tests.")
 
 
 class EventLog:
@@ -389,11 +404,14 @@ def main(config_path: str) -> None:
 
     factory = LoopFactory(config["loop"])
     install_factory(factory)
-    if config["module"] in REAL_LOOP_MODULES:
+    of_uvloop = config["suite"] == "uvloop"
+    if of_uvloop:
+        sys.path.insert(0, config["path"])
+    elif config["module"] in REAL_LOOP_MODULES:
         real_test_loops(factory)
     faulthandler.dump_traceback_later(config["timeout"], exit=True, file=fh_file)
     try:
-        module = importlib.import_module("test.test_asyncio." + config["module"])
+        module = importlib.import_module(f"{config['package']}.{config['module']}")
     except unittest.SkipTest as exc:
         log.write(ev="module_skip", detail=str(exc))
         log.write(ev="done")
@@ -403,7 +421,7 @@ def main(config_path: str) -> None:
         log.write(ev="done")
         return
 
-    classes, _ = loop_variants(module, factory)
+    classes = asyncio_half(module) if of_uvloop else loop_variants(module, factory)[0]
     loader = unittest.TestLoader()
     tests = [t for cls in classes for t in _iter_tests(loader.loadTestsFromTestCase(cls))]
     if config.get("only") is not None:  # a re-run of some tests

@@ -9,6 +9,7 @@ Usage (the Python version is the interpreter's; another one: ``PYENV_VERSION=3.1
     python3 tests/conformance/run.py --modules test_tasks,test_locks --loop asyncio
     python3 tests/conformance/run.py --json results-3.11.json
     python3 tests/conformance/run.py --report docs/compatibility.md results-3.1*.json
+    python3 tests/conformance/run.py --suite uvloop --check --jobs 2   # uvloop's tests, below
 
 The modules: test_base_events, test_buffered_proto, test_context, test_eager_task_factory,
 test_events, test_futures, test_futures2, test_locks, test_queues, test_runners, test_sendfile,
@@ -17,6 +18,15 @@ test_subprocess, test_taskgroups, test_tasks, test_threads, test_timeouts, test_
 test_waitfor: those this Python has. (The rest of test_asyncio makes no loop that could be ours:
 test_pep492, test_protocols, test_selector_events and test_transports use mock loops or
 asyncio's own classes directly, and the Windows modules skip.)
+
+``--suite uvloop`` runs, instead, the half of uvloop's own tests written for the stock loop: the
+``Test_AIO_*`` classes, whose loop is ``asyncio.new_event_loop()`` (uvloop_suite.py says where they
+come from). The default policy's loop factory, replaced as below, makes them run on the loop under
+test; their ratchet is ``passing-uvloop-3.X.txt``. A test that asks whether its loop is asyncio's
+(``is_asyncio_loop()``: the loop class's module) takes uvloop's branch on oxloop: test_udp's
+``test_socketpair`` then calls ``sendto(data)`` with no address on a socket given with ``sock=``,
+which asyncio's datagram transport (and so oxloop's, which runs asyncio's code) refuses as a
+fatal error; it is not listed.
 
 How the suite is pointed at the loop, without touching CPython's files (see child.py):
 
@@ -91,6 +101,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import uvloop_suite  # beside this file
+
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "child.py"
 EXCLUDED_FILE = HERE / "excluded.txt"
@@ -159,8 +171,9 @@ def count(records) -> collections.Counter:
     return counts
 
 
-def ratchet_file() -> Path:
-    return HERE / f"passing-{PY_VERSION}.txt"
+def ratchet_file(suite: str) -> Path:
+    prefix = "passing-" if suite == "cpython" else f"passing-{suite}-"
+    return HERE / f"{prefix}{PY_VERSION}.txt"
 
 
 def read_ids(path: Path) -> list[str]:
@@ -320,6 +333,11 @@ class ModuleRun:
                 {
                     "module": self.module,
                     "loop": self.opts.loop,
+                    "suite": self.opts.suite,
+                    "package": uvloop_suite.PACKAGE
+                    if self.opts.suite == "uvloop"
+                    else "test.test_asyncio",
+                    "path": self.opts.suite_path,
                     "timeout": self.opts.timeout,
                     "skip": sorted(self.excluded | set(self.results)),
                     "only": self.only,
@@ -394,8 +412,14 @@ class ModuleRun:
 # Running the selection, and the score
 
 
-def available_modules() -> list[str]:
+def available_modules(opts) -> list[str]:
+    if opts.suite == "uvloop":
+        return [m for m in uvloop_suite.SELECTION if in_uvloop_suite(opts, m)]
     return [m for m in SELECTION if importlib.util.find_spec(f"test.test_asyncio.{m}")]
+
+
+def in_uvloop_suite(opts, module: str) -> bool:
+    return (Path(opts.suite_path) / uvloop_suite.PACKAGE / f"{module}.py").exists()
 
 
 def run_all(
@@ -443,6 +467,7 @@ def run_all(
         "python": sys.version.split()[0],
         "version": PY_VERSION,
         "loop": opts.loop,
+        "suite": opts.suite,
         "elapsed": round(time.monotonic() - start, 1),
         "excluded": {t["id"]: excluded[t["id"]] for t in tests if t["outcome"] == "excluded"},
         "modules": {
@@ -458,8 +483,9 @@ def print_summary(results: dict) -> tuple[int, int]:
     for rec in results["tests"]:
         by_module[rec["module"]].append(rec)
     loop = results["loop"]
+    suite = "test_asyncio" if results["suite"] == "cpython" else "with uvloop's tests (asyncio's half)"
     print(
-        f"\nCPython {results['python']} test_asyncio on {loop} ({results['elapsed']:.0f} s)."
+        f"\nCPython {results['python']} {suite} on {loop} ({results['elapsed']:.0f} s)."
         f" passed: passed and created a {loop} loop; no loop: passed without creating one"
     )
     header = f"{'module':<24}" + "".join(f"{h:>9}" for h in COLUMNS.values())
@@ -490,14 +516,14 @@ def print_summary(results: dict) -> tuple[int, int]:
 def lost_tests(results: dict, modules: list[str]) -> list[str]:
     """The tests the ratchet lists (of the modules run) that did not pass, with a loop."""
     records = {r["id"]: r for r in results["tests"]}
-    listed = [i for i in read_ids(ratchet_file()) if module_of(i) in modules]
+    listed = [i for i in read_ids(ratchet_file(results["suite"])) if module_of(i) in modules]
     return [i for i in listed if category(records.get(i, {"outcome": "notrun"})) != "pass"]
 
 
 def check_ratchet(results: dict, modules: list[str], opts) -> int:
     """The exit status of --check; prints what was lost, what is flaky, and what is new."""
-    name = ratchet_file().name
-    listed = {i for i in read_ids(ratchet_file()) if module_of(i) in modules}
+    name = ratchet_file(opts.suite).name
+    listed = {i for i in read_ids(ratchet_file(opts.suite)) if module_of(i) in modules}
     gained = [r["id"] for r in results["tests"] if category(r) == "pass" and r["id"] not in listed]
     if gained:
         print(f"\nratchet: {len(gained)} passing test(s) not listed in {name} yet (add: --update)")
@@ -530,7 +556,7 @@ def check_ratchet(results: dict, modules: list[str], opts) -> int:
 
 
 def update_ratchet(results: dict, modules: list[str], allow_shrink: bool) -> None:
-    path = ratchet_file()
+    path = ratchet_file(results["suite"])
     old = set(read_ids(path))
     passing = {r["id"] for r in results["tests"] if category(r) == "pass"}
     new = old | passing
@@ -726,6 +752,12 @@ def parse_args(argv=None):
         default="oxloop",
         help="the loop under test (default: oxloop)",
     )
+    p.add_argument(
+        "--suite",
+        choices=("cpython", "uvloop"),
+        default="cpython",
+        help="CPython's test_asyncio (the default) or the asyncio half of uvloop's tests",
+    )
     p.add_argument("--modules", help="a comma-separated subset, e.g. test_tasks,test_locks")
     p.add_argument("--jobs", type=int, default=1, help="modules run at once (default: 1)")
     p.add_argument(
@@ -767,6 +799,8 @@ def parse_args(argv=None):
         p.error("the ratchet (--check, --update) is oxloop's: drop --loop")
     if opts.allow_shrink and not opts.update:
         p.error("--allow-shrink goes with --update")
+    if opts.report and opts.suite != "cpython":
+        p.error("the compatibility report is of CPython's suite: drop --suite")
     return opts
 
 
@@ -779,14 +813,19 @@ def main(argv=None) -> int:
         hint = " (build it: python3 -m pip install .)" if opts.loop == "oxloop" else ""
         print(f"error: {opts.loop} is not installed in {sys.executable}{hint}", file=sys.stderr)
         return 2
-    modules = available_modules()
+    opts.suite_path = None
+    if opts.suite == "uvloop":
+        try:
+            opts.suite_path = str(uvloop_suite.tests_path())
+        except (OSError, RuntimeError) as exc:
+            print(f"error: uvloop's tests: {exc}", file=sys.stderr)
+            return 2
+    modules = available_modules(opts)
     if opts.modules:
         modules = [m.strip() for m in opts.modules.split(",") if m.strip()]
-        unknown = [m for m in modules if not importlib.util.find_spec(f"test.test_asyncio.{m}")]
+        unknown = [m for m in modules if m not in available_modules(opts)]
         if unknown:
-            print(
-                f"error: not in this Python's test_asyncio: {', '.join(unknown)}", file=sys.stderr
-            )
+            print(f"error: not in the {opts.suite} suite: {', '.join(unknown)}", file=sys.stderr)
             return 2
 
     results = run_all(opts, modules, read_exclusions())
