@@ -29,6 +29,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -399,6 +400,11 @@ def main(config_path: str) -> None:
     log = EventLog(config["events"])
     fh_file = open(config["faulthandler"], "a")  # noqa: SIM115 (faulthandler keeps its descriptor)
     faulthandler.enable(file=fh_file)
+    # A runner started in the background (a shell's `&`) inherits SIGINT ignored, and the
+    # interpreter then installs no KeyboardInterrupt handler (nor does asyncio.Runner): the tests
+    # that interrupt themselves, or a child they start, would wait forever. Run them as an
+    # interpreter started from a terminal does.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # As regrtest does: run inside a scratch directory (tests write files named after the pid).
     os.chdir(tempfile.mkdtemp(prefix="cwd-", dir=config["scratch"]))
 
