@@ -2,8 +2,8 @@
 test_asyncio, or (``"suite": "uvloop"``, see uvloop_suite.py) the asyncio half of one of uvloop's.
 
 Started by ``run.py`` (one process per module, restarted after a crash or a hang), never by
-hand, though ``python3 child.py CONFIG.json`` works for debugging. CONFIG names the suite, its
-package (and, for uvloop's, the directory it is in), the module, the loop (``oxloop``,
+hand, though ``python3 child.py CONFIG.json`` works for debugging. CONFIG names the suite (and,
+for uvloop's, the directory it is in), the module, the loop (``oxloop``,
 ``asyncio`` or ``uvloop``), the per-test time limit, the test ids not to run (excluded, or done
 before a restart), optionally the only ids to run, a scratch directory, and two files: the event
 log this process appends JSON lines to, and the faulthandler file that a crash or a hang dumps
@@ -36,6 +36,8 @@ import time
 import traceback
 import unittest
 from asyncio import unix_events
+
+import uvloop_suite  # beside this file
 
 # The methods through which a test class builds its own loop, and what marks a selector variant.
 LOOP_METHODS = ("create_event_loop", "new_loop")
@@ -266,7 +268,7 @@ def short_id(test_id: str) -> str:
     m = re.fullmatch(r"(\w+) \((.+)\)", test_id)  # unittest's _ErrorHolder: "setUpClass (mod.C)"
     if m:
         test_id = f"{m.group(2)}.{m.group(1)}"
-    return test_id.removeprefix("test.test_asyncio.").removeprefix("tests.")
+    return test_id.removeprefix("test.test_asyncio.").removeprefix(uvloop_suite.PACKAGE + ".")
 
 
 class EventLog:
@@ -416,8 +418,9 @@ def main(config_path: str) -> None:
     elif config["module"] in REAL_LOOP_MODULES:
         real_test_loops(factory)
     faulthandler.dump_traceback_later(config["timeout"], exit=True, file=fh_file)
+    package = uvloop_suite.PACKAGE if of_uvloop else "test.test_asyncio"
     try:
-        module = importlib.import_module(f"{config['package']}.{config['module']}")
+        module = importlib.import_module(f"{package}.{config['module']}")
     except unittest.SkipTest as exc:
         log.write(ev="module_skip", detail=str(exc))
         log.write(ev="done")

@@ -334,9 +334,6 @@ class ModuleRun:
                     "module": self.module,
                     "loop": self.opts.loop,
                     "suite": self.opts.suite,
-                    "package": uvloop_suite.PACKAGE
-                    if self.opts.suite == "uvloop"
-                    else "test.test_asyncio",
                     "path": self.opts.suite_path,
                     "timeout": self.opts.timeout,
                     "skip": sorted(self.excluded | set(self.results)),

@@ -87,12 +87,13 @@ def tests_path() -> Path:
         digest = hashlib.sha256(archive.read_bytes()).hexdigest()
         if digest != sha256:
             raise RuntimeError(f"{url}: sha256 {digest}, the index says {sha256}")
-        prefix = f"uvloop-{version}/{PACKAGE}/"
+        root = f"uvloop-{version}/"
         unpacked = Path(scratch) / "unpacked"
         with tarfile.open(archive) as tar:
-            members = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.isfile()]
-            for member in members:
-                relative = Path(member.name[len(f"uvloop-{version}/") :])
+            for member in tar.getmembers():
+                if not (member.isfile() and member.name.startswith(f"{root}{PACKAGE}/")):
+                    continue
+                relative = Path(member.name.removeprefix(root))
                 if ".." in relative.parts:
                     raise RuntimeError(f"{url}: unexpected member {member.name}")
                 destination = unpacked / relative
