@@ -1006,6 +1006,26 @@ impl LoopCore {
         self.set_fd_handle(py, fd, true, None, None)
     }
 
+    /// Stop watching `fd` in both directions at once: for a descriptor closed while watched,
+    /// where removing one direction would ask epoll to modify what it no longer has.
+    fn _unwatch_fd(&self, _gil: Python<'_>, fd: RawFd) {
+        let mut io_guard = self.io.lock();
+        let Some(io) = io_guard.as_mut() else {
+            return;
+        };
+        let Some(slot) = lock(&self.state).fds.remove(&fd) else {
+            return;
+        };
+        // A removal is deferred to the next poll, where a descriptor epoll no longer has is
+        // no error: this cannot fail.
+        let _ = io.registry.set(fd, Interest::NONE, false);
+        drop(io_guard);
+        for old in [slot.reader, slot.writer].into_iter().flatten() {
+            old.get().cancelled.store(true, Ordering::Relaxed);
+            release(old);
+        }
+    }
+
     /// The (reader, writer) handles watching `fd`, for `selector`-like introspection.
     fn _fd_handles(&self, py: Python<'_>, fd: RawFd) -> (Option<Py<Handle>>, Option<Py<Handle>>) {
         let st = lock(&self.state);

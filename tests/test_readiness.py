@@ -273,6 +273,85 @@ def test_remove_with_invalid_objects(assert_raises_like_asyncio, method, target)
     assert assert_raises_like_asyncio(lambda lp: getattr(lp, method)(target))
 
 
+def outcomes(*calls):
+    """What each call returned, or its exception's type and text."""
+    got = []
+    for call in calls:
+        try:
+            got.append(call())
+        except Exception as e:
+            got.append(f"{type(e).__name__}: {e}")
+    return got
+
+
+@pytest.mark.parametrize("direction", ["reader", "writer"])
+def test_a_socket_closed_while_watched_is_found_by_its_object(loop, pair, direction):
+    # asyncio's selector keeps the object a descriptor was registered with, and finds a closed
+    # one (fileno() -1) by identity: anyio closes a socket, then removes its reader.
+    a, _ = pair
+    add, remove = getattr(loop, f"add_{direction}"), getattr(loop, f"remove_{direction}")
+    other = "writer" if direction == "reader" else "reader"
+    add(a, print)
+    a.close()
+    bad = "ValueError: Invalid file descriptor: -1"
+    assert outcomes(
+        lambda: add(a, print),  # still registered: only its callback changes
+        lambda: remove(a),
+        lambda: remove(a),  # forgotten with its registration
+        lambda: getattr(loop, f"remove_{other}")(a),
+    ) == [None, True, bad, bad]
+
+
+@pytest.mark.parametrize("direction", ["reader", "writer"])
+def test_a_closed_socket_is_removed_when_its_number_names_another(loop, pair, direction):
+    a, _ = pair
+    number = a.fileno()
+    getattr(loop, f"add_{direction}")(a, print)
+    c, d = reuse_number(a)
+    with c, d:
+        remove = getattr(loop, f"remove_{direction}")
+        assert (remove(a), remove(number)) == (True, False)
+
+
+def test_a_closed_socket_watched_both_ways_fails_as_on_asyncio(loop, pair):
+    # With a reader and a writer, removing one asks epoll to modify a descriptor it no longer
+    # has: the selector raises and drops the whole registration.
+    a, _ = pair
+    number = a.fileno()
+    loop.add_reader(a, print)
+    loop.add_writer(a, print)
+    a.close()
+    bad = "ValueError: Invalid file descriptor: -1"
+    assert outcomes(
+        lambda: loop.remove_reader(a),
+        lambda: loop.remove_writer(a),
+        lambda: loop.remove_reader(number),
+        lambda: loop.remove_writer(number),
+    ) == ["OSError: [Errno 9] Bad file descriptor", bad, False, False]
+
+
+def test_a_second_direction_on_a_closed_socket_fails_as_on_asyncio(loop, pair):
+    a, _ = pair
+    number = a.fileno()
+    loop.add_reader(a, print)
+    a.close()
+    assert outcomes(
+        lambda: loop.add_writer(a, print),
+        lambda: loop.remove_reader(number),
+    ) == ["OSError: [Errno 9] Bad file descriptor", False]
+
+
+def test_a_descriptor_watched_by_number_is_not_found_by_a_closed_object(loop, pair):
+    a, _ = pair
+    number = a.fileno()
+    loop.add_reader(number, print)
+    a.close()
+    assert outcomes(lambda: loop.remove_reader(a), lambda: loop.remove_reader(number)) == [
+        "ValueError: Invalid file descriptor: -1",
+        True,
+    ]
+
+
 def test_closed_loop_refuses_readers(loop, pair):
     a, _ = pair
     loop.add_reader(a, print)

@@ -122,12 +122,13 @@ class _SelectorView:
         self._loop = weakref.ref(loop)
 
     def get_key(self, fileobj):
-        fd = _fileobj_to_fd(fileobj)
         loop = self._loop()
+        fd = loop._fd_of(fileobj) if loop is not None else _fileobj_to_fd(fileobj)
         reader, writer = loop._fd_handles(fd) if loop is not None else (None, None)
         if reader is None and writer is None:
             raise KeyError(f"{fileobj!r} is not registered")
         events = (selectors.EVENT_READ if reader else 0) | (selectors.EVENT_WRITE if writer else 0)
+        fileobj = loop._fileobjs.get(fd, fileobj)
         return selectors.SelectorKey(fileobj, fd, events, (reader, writer))
 
 
@@ -151,6 +152,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         self._signal_handlers = {}
         self._old_wakeup_fd = None
         self._unix_server_sockets = {}  # 3.13's create_unix_server(cleanup_socket=True)
+        self._fileobjs = {}  # descriptor -> the file object watched under it (see _fd_of)
         self._selector = _SelectorView(self)
         self.set_debug(coroutines._is_debug_mode())
 
@@ -316,6 +318,7 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
         for sig in list(self._signal_handlers):
             self.remove_signal_handler(sig)
         self._close_native()
+        self._fileobjs.clear()
         self._selector = None
         self._executor_shutdown_called = True
         executor = self._default_executor
@@ -587,25 +590,65 @@ class Loop(LoopCore, asyncio.AbstractEventLoop):
 
     def _add_reader(self, fd, callback, *args):
         self._check_closed()
-        handle = Handle(callback, args, self, None)
-        self._watch_read(_fileobj_to_fd(fd), handle)
-        return handle
+        return self._add_watcher(fd, Handle(callback, args, self, None), self._watch_read)
 
     def _remove_reader(self, fd):
         if self.is_closed():
             return False
-        return self._unwatch_read(_fileobj_to_fd(fd))
+        return self._remove_watcher(fd, self._unwatch_read)
 
     def _add_writer(self, fd, callback, *args):
         self._check_closed()
-        handle = Handle(callback, args, self, None)
-        self._watch_write(_fileobj_to_fd(fd), handle)
-        return handle
+        return self._add_watcher(fd, Handle(callback, args, self, None), self._watch_write)
 
     def _remove_writer(self, fd):
         if self.is_closed():
             return False
-        return self._unwatch_write(_fileobj_to_fd(fd))
+        return self._remove_watcher(fd, self._unwatch_write)
+
+    # A file object is remembered with its descriptor while something watches it, as a
+    # selector's key keeps the object it was first registered with: one closed meanwhile
+    # (fileno() now -1) is still found by identity, so that it can be removed (anyio closes a
+    # socket and then removes its reader). Descriptors given as ints are not remembered.
+
+    def _fd_of(self, fileobj):
+        """The descriptor of ``fileobj``, or the one a closed file object is watched under."""
+        try:
+            return _fileobj_to_fd(fileobj)
+        except ValueError:
+            for fd, registered in self._fileobjs.items():
+                if registered is fileobj:
+                    return fd
+            raise
+
+    def _add_watcher(self, fileobj, handle, watch):
+        fd = self._fd_of(fileobj)
+        try:
+            watch(fd, handle)
+        except OSError:
+            self._forget_if_closed(fd, fileobj)
+            raise
+        if fileobj.__class__ is not int:
+            self._fileobjs.setdefault(fd, fileobj)
+        return handle
+
+    def _remove_watcher(self, fileobj, unwatch):
+        fd = self._fd_of(fileobj)
+        try:
+            removed = unwatch(fd)
+        except OSError:
+            self._forget_if_closed(fd, fileobj)
+            raise
+        if fd in self._fileobjs and self._fd_handles(fd) == (None, None):
+            del self._fileobjs[fd]
+        return removed
+
+    def _forget_if_closed(self, fd, fileobj):
+        """epoll refused a change for ``fileobj``; if it was closed meanwhile, drop both
+        watchers as a selector's failed ``modify`` drops the whole key."""
+        if self._fileobjs.get(fd) is fileobj and fileobj.fileno() < 0:
+            del self._fileobjs[fd]
+            self._unwatch_fd(fd)
 
     # -- Signals (asyncio.unix_events semantics) --
 
