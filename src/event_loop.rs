@@ -29,7 +29,7 @@ use crate::lock::lock;
 use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
-use crate::handles::{release, traverse_owned, untrack, Args, Handle, LoopRef, TimerHandle};
+use crate::handles::{release, traverse_owned, untrack, Args, Handle, LoopRef, TimerHandle, When};
 use crate::sock_ops::{
     native_fd, native_method, not_yet, recv_bytes, recv_into_once, SockOp, SockWait,
 };
@@ -170,9 +170,41 @@ pub struct LoopCore {
     wake_pending: AtomicBool,
     closed: AtomicBool,
     debug: AtomicBool,
+    /// What `set_debug` was given when not a bool (asyncio keeps it as `_debug`); `debug` is
+    /// its truth.
+    debug_value: Mutex<Option<Py<PyAny>>>,
+    /// Python overrides the loop's `time` (a subclass, or a test patching the loop's `time`):
+    /// the lap and `call_later` then call it, as asyncio's do, instead of reading the clock.
+    python_clock: AtomicBool,
     /// `threading.get_ident()` of the thread running the loop, 0 when not running.
     thread_id: AtomicU64,
     timer_cancelled_count: AtomicUsize,
+}
+
+/// Whether `cls` (a loop's class) has a `time` of its own rather than LoopCore's.
+fn class_overrides_time(cls: &Bound<'_, pyo3::types::PyType>) -> PyResult<bool> {
+    let py = cls.py();
+    let name = intern!(py, "time");
+    Ok(!cls
+        .getattr(name)?
+        .is(&py.get_type::<LoopCore>().getattr(name)?))
+}
+
+/// `object.__setattr__` (`value` None: `object.__delattr__`).
+fn generic_setattr(
+    obj: &Bound<'_, PyAny>,
+    name: &Bound<'_, pyo3::types::PyString>,
+    value: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    let value = value.map_or(std::ptr::null_mut(), |v| v.as_ptr());
+    // SAFETY: all three pointers are valid for the call (value may be NULL: delete), and the
+    // thread is attached (we hold `Bound`s).
+    let ret = unsafe { pyo3::ffi::PyObject_GenericSetAttr(obj.as_ptr(), name.as_ptr(), value) };
+    if ret < 0 {
+        Err(PyErr::fetch(obj.py()))
+    } else {
+        Ok(())
+    }
 }
 
 fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -234,6 +266,8 @@ impl LoopCore {
             wake_pending: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             debug: AtomicBool::new(false),
+            debug_value: Mutex::new(None),
+            python_clock: AtomicBool::new(false),
             thread_id: AtomicU64::new(0),
             timer_cancelled_count: AtomicUsize::new(0),
         })
@@ -308,7 +342,7 @@ impl LoopCore {
     /// Schedule a timer; shared by `call_at` and `call_later`.
     fn schedule_timer(
         slf: &Bound<'_, Self>,
-        when: f64,
+        when: When,
         callback: Bound<'_, PyAny>,
         args: Bound<'_, PyTuple>,
         context: Option<Py<PyAny>>,
@@ -320,6 +354,7 @@ impl LoopCore {
             Self::debug_checks(slf, &callback, method, true)?;
         }
         let handle = Self::make_handle(slf, callback, args, context)?;
+        let secs = when.secs;
         let timer = Py::new(slf.py(), TimerHandle::new_init(handle, when))?;
         timer.get().scheduled.store(true, Ordering::Relaxed);
         untrack(&timer);
@@ -328,7 +363,7 @@ impl LoopCore {
             .into_bound(slf.py())
             .into_super()
             .unbind();
-        lock(&this.state).timers.push(when, base);
+        lock(&this.state).timers.push(secs, base);
         Ok(timer)
     }
 
@@ -783,12 +818,40 @@ fn read_all(fd: RawFd, out: &mut Vec<u8>) {
 #[pymethods]
 impl LoopCore {
     #[new]
+    #[classmethod]
     #[pyo3(signature = (*_args, **_kwargs))]
     fn py_new(
+        cls: &Bound<'_, pyo3::types::PyType>,
         _args: &Bound<'_, PyTuple>,
         _kwargs: Option<&Bound<'_, pyo3::types::PyDict>>,
     ) -> PyResult<Self> {
-        LoopCore::new().map_err(os_error)
+        let core = LoopCore::new().map_err(os_error)?;
+        core.python_clock
+            .store(class_overrides_time(cls)?, Ordering::Relaxed);
+        Ok(core)
+    }
+
+    /// Attributes are set as on any object; setting `time` makes the loop call it (see
+    /// `python_clock`), as `mock.patch.object(loop, "time")` expects.
+    fn __setattr__(
+        slf: &Bound<'_, Self>,
+        name: &Bound<'_, pyo3::types::PyString>,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        generic_setattr(slf, name, Some(value))?;
+        if name.to_cow()? == "time" {
+            slf.get().python_clock.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn __delattr__(slf: &Bound<'_, Self>, name: &Bound<'_, pyo3::types::PyString>) -> PyResult<()> {
+        generic_setattr(slf, name, None)?;
+        if name.to_cow()? == "time" {
+            let py_clock = class_overrides_time(&slf.get_type())?;
+            slf.get().python_clock.store(py_clock, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// `create_task(coro, *, name=None, context=None)`: asyncio's `Task(coro, loop=self, ...)`
@@ -856,13 +919,17 @@ impl LoopCore {
                 "delay must not be None",
             ));
         }
-        // asyncio computes `self.time() + delay`; floats and ints take the native path.
-        let when = if let Ok(d) = delay.cast::<pyo3::types::PyFloat>() {
-            monotonic() + d.value()
+        // asyncio computes `self.time() + delay`; floats and ints take the native path
+        // unless Python overrides `time` (see `python_clock`).
+        let py_clock = slf.get().python_clock.load(Ordering::Relaxed);
+        let when = if py_clock {
+            When::from_object(slf.call_method0(intern!(slf.py(), "time"))?.add(&delay)?)?
+        } else if let Ok(d) = delay.cast::<pyo3::types::PyFloat>() {
+            When::from_secs(monotonic() + d.value())
         } else if let Ok(d) = delay.cast::<pyo3::types::PyInt>() {
-            monotonic() + d.extract::<f64>()?
+            When::from_secs(monotonic() + d.extract::<f64>()?)
         } else {
-            (monotonic().into_pyobject(slf.py())?.add(&delay)?).extract::<f64>()?
+            When::from_object(monotonic().into_pyobject(slf.py())?.add(&delay)?)?
         };
         Self::schedule_timer(slf, when, callback, args, context, "call_later")
     }
@@ -880,8 +947,14 @@ impl LoopCore {
                 "when cannot be None",
             ));
         }
-        let when: f64 = when.extract()?;
-        Self::schedule_timer(slf, when, callback, args, context, "call_at")
+        Self::schedule_timer(
+            slf,
+            When::from_object(when)?,
+            callback,
+            args,
+            context,
+            "call_at",
+        )
     }
 
     fn _timer_handle_cancelled(&self, _handle: &Bound<'_, PyAny>) {
@@ -901,18 +974,30 @@ impl LoopCore {
         self.closed.load(Ordering::Relaxed)
     }
 
-    fn get_debug(&self) -> bool {
-        self.is_debug()
+    fn get_debug(&self, py: Python<'_>) -> Py<PyAny> {
+        self.get_debug_attr(py)
     }
 
     #[getter(_debug)]
-    fn get_debug_attr(&self) -> bool {
-        self.is_debug()
+    fn get_debug_attr(&self, py: Python<'_>) -> Py<PyAny> {
+        match &*lock(&self.debug_value) {
+            Some(v) => v.clone_ref(py),
+            None => pyo3::types::PyBool::new(py, self.is_debug())
+                .to_owned()
+                .into_any()
+                .unbind(),
+        }
     }
 
+    /// asyncio keeps what it is given (`set_debug(1)`: `get_debug()` is 1).
     #[setter(_debug)]
-    fn set_debug_attr(&self, value: bool) {
-        self.debug.store(value, Ordering::Relaxed);
+    fn set_debug_attr(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let on = value.is_truthy()?;
+        let kept = (!value.is_instance_of::<pyo3::types::PyBool>()).then(|| value.clone().unbind());
+        let old = std::mem::replace(&mut *lock(&self.debug_value), kept);
+        self.debug.store(on, Ordering::Relaxed);
+        drop(old);
+        Ok(())
     }
 
     #[getter(_stopping)]
@@ -1280,11 +1365,16 @@ impl LoopCore {
         if let Some(f) = self.task_factory.try_lock() {
             visit.call(&*f)?;
         }
+        if let Some(d) = self.debug_value.try_lock() {
+            visit.call(&*d)?;
+        }
         Ok(())
     }
 
     fn __clear__(&self) {
         self.set_task_factory_attr(None);
+        let debug_value = lock(&self.debug_value).take();
+        drop(debug_value);
         let (ready, timers, fds, signals, parked) = {
             let mut st = lock(&self.state);
             (

@@ -401,7 +401,7 @@ impl Handle {
     }
 
     /// The words of asyncio's `_repr_info`, with `when=` inserted for timers.
-    fn repr_info(&self, py: Python<'_>, name: &str, when: Option<f64>) -> PyResult<String> {
+    fn repr_info(&self, py: Python<'_>, name: &str, when: Option<&When>) -> PyResult<String> {
         if let Some(r) = lock(&self.call).repr.clone() {
             return Ok(r);
         }
@@ -411,7 +411,7 @@ impl Handle {
             info.push("cancelled".into());
         }
         if let Some(w) = when {
-            info.push(format!("when={}", PyFloatRepr(w)));
+            info.push(format!("when={}", w.to_str(py)?));
         }
         if let Some((callback, args)) = self.callback_and_args(py) {
             let cb = format_callback_source(py, &callback, &args.tuple(py)?)?;
@@ -521,10 +521,49 @@ impl Handle {
     }
 }
 
+/// A timer's `when`: the seconds its loop orders timers by, and the object asyncio would keep
+/// as `TimerHandle._when` when it was not a float (`call_at(int)` keeps the int).
+pub(crate) struct When {
+    pub(crate) secs: f64,
+    given: Option<Py<PyAny>>,
+}
+
+impl When {
+    pub(crate) fn from_secs(secs: f64) -> Self {
+        When { secs, given: None }
+    }
+
+    /// `when` as given: a float is kept as its seconds, anything else as well as itself.
+    pub(crate) fn from_object(when: Bound<'_, PyAny>) -> PyResult<Self> {
+        if let Ok(f) = when.cast_exact::<pyo3::types::PyFloat>() {
+            return Ok(When::from_secs(f.value()));
+        }
+        Ok(When {
+            secs: when.extract()?,
+            given: Some(when.unbind()),
+        })
+    }
+
+    fn to_object(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &self.given {
+            Some(w) => Ok(w.clone_ref(py)),
+            None => Ok(self.secs.into_pyobject(py)?.into_any().unbind()),
+        }
+    }
+
+    /// As `f"{when}"` formats it.
+    fn to_str(&self, py: Python<'_>) -> PyResult<String> {
+        match &self.given {
+            Some(w) => Ok(w.bind(py).str()?.to_cow()?.into_owned()),
+            None => Ok(PyFloatRepr(self.secs).to_string()),
+        }
+    }
+}
+
 /// A callback scheduled for a point in time by `call_later`/`call_at`.
 #[pyclass(module = "oxloop", extends = Handle, subclass, frozen)]
 pub struct TimerHandle {
-    pub(crate) when: f64,
+    pub(crate) when: When,
     /// In the loop's heap; cleared when the loop pops it.
     pub(crate) scheduled: AtomicBool,
 }
@@ -532,7 +571,7 @@ pub struct TimerHandle {
 crate::freelist::recycled!(Handle, TimerHandle);
 
 impl TimerHandle {
-    pub(crate) fn new_init(handle: Handle, when: f64) -> PyClassInitializer<TimerHandle> {
+    pub(crate) fn new_init(handle: Handle, when: When) -> PyClassInitializer<TimerHandle> {
         PyClassInitializer::from(handle).add_subclass(TimerHandle {
             when,
             scheduled: AtomicBool::new(false),
@@ -546,7 +585,7 @@ impl TimerHandle {
     #[pyo3(signature = (when, callback, args, r#loop, context=None))]
     fn py_new(
         py: Python<'_>,
-        when: f64,
+        when: Bound<'_, PyAny>,
         callback: Py<PyAny>,
         args: Py<PyTuple>,
         r#loop: Bound<'_, PyAny>,
@@ -555,17 +594,17 @@ impl TimerHandle {
         let loop_ = LoopRef::new(&r#loop);
         Ok(TimerHandle::new_init(
             Handle::create(py, callback, args.into(), loop_, context, None)?,
-            when,
+            When::from_object(when)?,
         ))
     }
 
-    fn when(&self) -> f64 {
-        self.when
+    fn when(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.when.to_object(py)
     }
 
     #[getter]
-    fn _when(&self) -> f64 {
-        self.when
+    fn _when(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        self.when.to_object(py)
     }
 
     #[getter]
@@ -595,11 +634,11 @@ impl TimerHandle {
         let name = slf.get_type().name()?;
         slf.as_super()
             .get()
-            .repr_info(slf.py(), &name.to_cow()?, Some(slf.get().when))
+            .repr_info(slf.py(), &name.to_cow()?, Some(&slf.get().when))
     }
 
     fn __hash__(&self) -> isize {
-        let h = self.when.to_bits();
+        let h = self.when.secs.to_bits();
         (h ^ (h >> 32)) as isize
     }
 
@@ -612,7 +651,7 @@ impl TimerHandle {
         let Ok(other) = other.cast::<TimerHandle>() else {
             return Ok(py.NotImplemented());
         };
-        let (a, b) = (slf.get().when, other.get().when);
+        let (a, b) = (slf.get().when.secs, other.get().when.secs);
         use pyo3::basic::CompareOp::*;
         let r = match op {
             Lt => a < b,

@@ -23,6 +23,18 @@ def test_set_and_get_debug(loop, stock_loop):
     assert loop.get_debug() is False
 
 
+@pytest.mark.parametrize("value", [0, 1, "", "yes", None])
+def test_set_debug_keeps_what_it_is_given(loop, value):
+    # asyncio stores the value itself (aiohttp's tests call set_debug(0) and set_debug(1)).
+    loop.set_debug(value)
+    assert loop.get_debug() is value
+    assert loop._debug is value
+    seen = []
+    loop.call_soon(lambda: seen.append(loop.get_debug()))
+    run_briefly(loop)
+    assert seen == [value]
+
+
 def test_debug_mode_of_asyncio_run(loop_kind):
     async def main():
         return asyncio.get_running_loop().get_debug()

@@ -219,6 +219,72 @@ def test_call_at_and_when(loop):
     assert loop.time() >= when
 
 
+@pytest.mark.parametrize("when", [5, 2.5, True], ids=["int", "float", "bool"])
+def test_a_timer_keeps_the_when_it_was_given(loop, when):
+    # asyncio's TimerHandle keeps call_at's `when` itself (aiohttp rounds its deadlines up to
+    # whole seconds and checks that they stay ints).
+    handle = loop.call_at(when, print)
+    made = asyncio.TimerHandle(when, print, (), loop)
+    for got in (handle.when(), handle._when, made.when()):
+        assert got == when and type(got) is type(when)
+    assert f"when={when}" in repr(handle)
+    handle.cancel()
+
+
+def test_a_timer_made_by_call_later_has_a_float_when(loop):
+    assert type(loop.call_later(1, print).when()) is float
+
+
+def test_the_lap_calls_a_patched_time(loop):
+    # asyncio's lap and call_later call self.time(): a test that patches the loop's time
+    # (aiohttp's keep-alive tests do) moves its timers.
+    from unittest import mock
+
+    fired = []
+    now = loop.time()
+    with mock.patch.object(loop, "time", return_value=now) as clock:
+        handle = loop.call_later(1000, fired.append, "late")
+        assert handle.when() == now + 1000
+        run_briefly(loop)
+        assert fired == []
+        clock.return_value = now + 1000
+        run_briefly(loop)
+        assert fired == ["late"]
+    assert "time" not in vars(loop)
+    handle = loop.call_later(1000, fired.append, "real clock")
+    assert loop.time() + 999 < handle.when() < loop.time() + 1001
+    handle.cancel()
+
+
+def test_a_subclass_time_is_the_loops_clock(loop_factory):
+    base = type(loop_factory())
+
+    class FrozenClock(base):
+        def time(self):
+            return 1.0
+
+    loop = FrozenClock()
+    try:
+        fired = []
+        loop.call_at(1.5, fired.append, "after")
+        loop.call_at(0.5, fired.append, "before")
+        assert loop.call_later(2, print).when() == 3.0
+        run_briefly(loop, laps=2)
+        assert fired == ["before"]
+    finally:
+        loop.close()
+
+
+def test_a_patched_time_that_raises_stops_the_lap(loop):
+    loop.call_later(10, print)
+    loop.time = lambda: 1 / 0
+    try:
+        with pytest.raises(ZeroDivisionError):
+            run_briefly(loop)
+    finally:
+        del loop.time
+
+
 def test_call_at_in_the_past_fires_at_once(loop):
     seen = []
     loop.call_at(loop.time() - 100, seen.append, "past")

@@ -24,7 +24,12 @@ impl LoopCore {
     /// `None` means skip the poll: it would not block, and with no descriptor or signal handler
     /// of the user's registered it could only report the waker, which has nothing to deliver: other
     /// threads queue their callbacks directly.
-    pub(super) fn prepare_poll(&self, py: Python<'_>) -> Option<Option<Duration>> {
+    /// `now`: the time from Python's `time` when it is overridden (see `python_clock`).
+    pub(super) fn prepare_poll(
+        &self,
+        py: Python<'_>,
+        now: Option<f64>,
+    ) -> Option<Option<Duration>> {
         let mut st = lock(&self.state);
         let mut dropped = Vec::new();
         let cancelled = self.timer_cancelled_count.load(Ordering::Relaxed);
@@ -74,7 +79,8 @@ impl LoopCore {
                 }
                 Some(Duration::ZERO)
             } else if let Some((when, _)) = st.timers.peek() {
-                let secs = (when - monotonic()).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
+                let now = now.unwrap_or_else(monotonic);
+                let secs = (when - now).clamp(0.0, MAXIMUM_SELECT_TIMEOUT);
                 Some(Duration::from_secs_f64(secs))
             } else {
                 None
@@ -159,10 +165,10 @@ impl LoopCore {
 
     /// Steps 3b–4: take what other threads handed over, then the timers that are due.
     /// Returns the callbacks to run this lap, leaving `ready` empty for those they schedule.
-    pub(super) fn collect_ready(&self, py: Python<'_>) -> VecDeque<Py<Handle>> {
+    pub(super) fn collect_ready(&self, py: Python<'_>, now: Option<f64>) -> VecDeque<Py<Handle>> {
         let mut st = lock(&self.state);
         if !st.timers.is_empty() {
-            let end_time = monotonic() + CLOCK_RESOLUTION;
+            let end_time = now.unwrap_or_else(monotonic) + CLOCK_RESOLUTION;
             while let Some((when, _)) = st.timers.peek() {
                 if when >= end_time {
                     break;
@@ -221,6 +227,17 @@ impl LoopCore {
         result
     }
 
+    /// `self.time()` where Python overrides it (`python_clock`), called as asyncio's lap does;
+    /// None: the lap reads the clock itself.
+    fn python_time(slf: &Bound<'_, Self>) -> PyResult<Option<f64>> {
+        if !slf.get().python_clock.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        Ok(Some(
+            slf.call_method0(intern!(slf.py(), "time"))?.extract()?,
+        ))
+    }
+
     /// Run a handle in debug mode, warning if it is slower than `slow_callback_duration`.
     pub(super) fn run_timed(slf: &Bound<'_, Self>, h: &Bound<'_, Handle>) -> PyResult<()> {
         let py = slf.py();
@@ -243,12 +260,12 @@ impl LoopCore {
     pub(super) fn run_once_impl(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        if let Some(timeout) = this.prepare_poll(py) {
+        if let Some(timeout) = this.prepare_poll(py, Self::python_time(slf)?) {
             this.poll(py, timeout)?;
         }
         // Run Python-level signal handlers now (Ctrl-C raises KeyboardInterrupt here).
         py.check_signals()?;
-        let batch = this.collect_ready(py);
+        let batch = this.collect_ready(py, Self::python_time(slf)?);
         let ran = Self::run_ready(slf, batch);
         // Step 6: send what is still queued (each callback's writes were sent after it ran).
         let flushed = this.flush_transports(py);
