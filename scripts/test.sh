@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build oxloop, install it with its test dependencies, and run every test:
 # the Rust unit tests, the pytest suite, and CPython's test_asyncio and the asyncio half of
-# uvloop's tests against oxloop (each with its ratchet).
+# uvloop's tests against oxloop, and anyio's own tests on oxloop (each with its ratchet).
 # Usage: bash scripts/test.sh        (CI runs exactly this, through .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +33,6 @@ echo "== conformance (CPython test_asyncio on oxloop)"
 
 echo "== conformance (uvloop's tests, their asyncio half, on oxloop)"
 "$PY" tests/conformance/run.py --suite uvloop --check --jobs 2
+
+echo "== conformance (anyio's tests, on the stock loop and on oxloop)"
+"$PY" tests/conformance/libraries.py anyio --check

@@ -1,0 +1,3 @@
+"""``uvloop.loop``: its ``Loop`` class (anyio's tests look there for its methods)."""
+
+from oxloop import Loop as Loop
