@@ -185,16 +185,22 @@ def summarize(suite: Suite, outcomes: dict) -> tuple[list[str], str]:
         "asyncio": collections.Counter(outcomes.get(n, "absent") for n in stock),
     }
     for loop, c in counts.items():
-        print(f"{loop:>8}: {c['pass']} passed, {c['fail']} failed, {c['skip']} skipped")
+        absent = f", {c['absent']} not run" if c["absent"] else ""
+        print(f"{loop:>8}: {c['pass']} passed, {c['fail']} failed, {c['skip']} skipped{absent}")
+
     def differ(mine: str, theirs: str) -> list[str]:
         return sorted(
             n for n, o in ours.items() if o == mine and outcomes.get(twin(suite, n)) == theirs
         )
 
     only_ours, better = differ("fail", "pass"), differ("pass", "fail")
+    both = differ("fail", "fail")
     print(f"failed on oxloop, passed on the stock loop: {len(only_ours)}")
     print("".join(f"  {n}\n" for n in only_ours), end="")
     print(f"passed on oxloop, failed on the stock loop: {len(better)}")
+    print("".join(f"  {n}\n" for n in better), end="")
+    print(f"failed on both loops: {len(both)}")
+    print("".join(f"  {n}\n" for n in both), end="")
     c = counts["oxloop"]
     line = f"{c['pass']} passed, {c['fail']} failed ({len(only_ours)} on oxloop only)"
     return sorted(n for n, o in ours.items() if o == "pass"), line
