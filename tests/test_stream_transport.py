@@ -606,7 +606,12 @@ def test_a_write_past_high_water_in_resume_writing_while_closing_as_on_asyncio(
     loop, stock_loop
 ):
     """A protocol paused, then closed, whose resume_writing writes more than the high-water
-    mark: resume_writing returns before connection_lost comes, and every byte arrives."""
+    mark: resume_writing returns before connection_lost comes, and every byte arrives.
+
+    Usually the protocol is paused once. When a send leaves a few bytes (at most the low-water
+    mark) in the buffer, resume_writing's write goes past the high-water mark again and the
+    protocol is paused and resumed once more, on either loop (seen about once in 100 runs on
+    oxloop and once in 500 on the stock loop): what is compared is the shape, not the count."""
 
     def run(loop):
         async def main():
@@ -620,13 +625,29 @@ def test_a_write_past_high_water_in_resume_writing_while_closing_as_on_asyncio(
             reader.start()
             await asyncio.wait_for(proto.lost, 10)
             await loop.run_in_executor(None, reader.join)
-            return proto.events, sum(got)
+            return shape(proto.events, sum(got))
 
         return loop.run_until_complete(main())
 
+    def shape(events, received):
+        resumed = events.count("resume")
+        return {
+            "first": events[:2],
+            "last": events[-1],
+            "lost": events.count("lost"),
+            "every resume_writing returned": events.count("resumed") == resumed,
+            "every byte arrived": received == (8 << 20) + 4000 * resumed,
+        }
+
     ours = run(loop)
     assert ours == run(stock_loop)
-    assert ours == (["pause", "resume", "resumed", "lost"], (8 << 20) + 4000)
+    assert ours == {
+        "first": ["pause", "resume"],
+        "last": "lost",
+        "lost": 1,
+        "every resume_writing returned": True,
+        "every byte arrived": True,
+    }
 
 
 def test_write_buffer_size_asked_after_close_does_not_end_the_connection_then(
