@@ -257,7 +257,9 @@ def test_the_lap_calls_a_patched_time(loop):
 
 
 def test_a_subclass_time_is_the_loops_clock(loop_factory):
-    base = type(loop_factory())
+    probe = loop_factory()
+    base = type(probe)
+    probe.close()
 
     class FrozenClock(base):
         def time(self):
