@@ -68,7 +68,7 @@ def unpacked(project: str, name: str, keep: Callable[[Path], bool], marker: str)
         destination_root = Path(scratch) / "unpacked"
         with tarfile.open(archive) as tar:
             for member in tar.getmembers():
-                top, _, inside = member.name.partition("/")
+                _, _, inside = member.name.partition("/")
                 relative = Path(inside)
                 if not (member.isfile() and inside and keep(relative)):
                     continue
